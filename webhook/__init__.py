@@ -1,0 +1,7 @@
+"""chaos-registry-webhook: every chaos-experiment pod pulls its images from the registry its organisation chose.
+
+`webhook.core` is the pure engine (parsing, resolution, mutation), `webhook.cli` the offline
+command line, `webhook.service` the kopf operator and admission server that wrap the core.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""`python -m webhook` is `chaos-registry`."""
+
+import sys
+
+from webhook.cli.main import main
+
+sys.exit(main())

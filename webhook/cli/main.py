@@ -1,0 +1,300 @@
+"""The `chaos-registry` command line: mutate, explain and validate offline; serve runs the webhook.
+
+Exit codes: 0 done, 1 bad input (one line per problem on stderr, naming file and field), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import yaml
+
+from webhook.core.classifier import scope_from_labels
+from webhook.core.jsonpatch import apply_patch
+from webhook.core.loader import ConfigError, LoadedConfig, load_config, load_documents
+from webhook.core.models import Scope
+from webhook.core.resolver import REGISTRY_FIELDS, Effective
+from webhook.service.options import add_serve_arguments, options_from_args, validate_options
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+def _dump(document: Any, output: str) -> str:
+    if output == "json":
+        return json.dumps(document, indent=2) + "\n"
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+
+
+def _warn(message: str, stream: TextIO) -> None:
+    print(f"warning: {message}", file=stream)
+
+
+def _read_pod(path: str) -> dict[str, Any]:
+    documents = load_documents(path)
+    if len(documents) != 1:
+        raise ConfigError([f"{path}: expected exactly one Pod document, found {len(documents)}"])
+    pod = documents[0]
+    if not isinstance(pod, dict):
+        raise ConfigError([f"{path}: not a Kubernetes object (expected a mapping with apiVersion and kind)"])
+    if pod.get("kind") != "Pod":
+        raise ConfigError([f"{path}: kind: expected Pod, found {pod.get('kind')!r}"])
+    if not isinstance(pod.get("spec"), dict):
+        raise ConfigError([f"{path}: spec: missing or not a mapping"])
+    return pod
+
+
+def cmd_mutate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    loaded = load_config(args.config)
+    pod = _read_pod(args.pod)
+    metadata = pod.get("metadata")
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    namespace = namespace if isinstance(namespace, str) and namespace else "default"
+    if namespace not in loaded.namespaces:
+        _warn(
+            f"namespace {namespace!r} of {args.pod} is not in CONFIG: treated as a namespace without labels",
+            err,
+        )
+    mutation = loaded.snapshot().config.mutate(pod, loaded.namespaces.get(namespace))
+    for warning in mutation.warnings:
+        _warn(warning, err)
+    if args.patch:
+        out.write(json.dumps(mutation.patch, indent=2) + "\n")
+    else:
+        out.write(_dump(apply_patch(pod, mutation.patch), args.output))
+    return EXIT_OK
+
+
+def _explain_scope(args: argparse.Namespace, loaded: LoadedConfig, err: TextIO) -> Scope:
+    defaults = loaded.compile().defaults
+    if args.scope is not None:
+        try:
+            return Scope.parse(args.scope)
+        except ValueError as error:
+            raise ConfigError([f"--scope: {error}"]) from None
+    labels = loaded.namespaces.get(args.namespace)
+    if labels is None:
+        _warn(f"namespace {args.namespace!r} is not in CONFIG: treated as a namespace without labels", err)
+        labels = {}
+    binding = scope_from_labels(labels, defaults.default_account)
+    if binding.warning:
+        _warn(binding.warning, err)
+    return binding.scope
+
+
+def explain_document(effective: Effective, blocked_below: list[dict[str, str]]) -> dict[str, Any]:
+    """The explanation as plain data (printed as text, or as JSON with -o json)."""
+    registry = {
+        key.split(".", 1)[1]: {"value": getattr(effective, attribute), "from": effective.provenance[key]}
+        for key, attribute in REGISTRY_FIELDS
+    }
+    images = {
+        key.rsplit(".", 1)[1]: {"value": effective.custom_images[key.rsplit(".", 1)[1]], "from": source}
+        for key, source in sorted(effective.provenance.items())
+        if key.startswith("customImages.images.")
+    }
+    return {
+        "scope": str(effective.scope),
+        "level": effective.scope.level,
+        "registry": registry,
+        "customImages": {
+            "enabled": {
+                "value": effective.custom_enabled,
+                "from": effective.provenance["customImages.enabled"],
+            },
+            "images": images,
+        },
+        "applied": list(effective.applied),
+        "blocked": [
+            {
+                "resource": b.resource,
+                "scope": str(b.scope),
+                "blockedBy": b.blocker,
+                "blockerScope": str(b.blocker_scope),
+            }
+            for b in effective.blocked
+        ],
+        "blockedBelow": blocked_below,
+        "problems": list(effective.problems),
+    }
+
+
+def _explain_text(document: dict[str, Any]) -> str:
+    lines = [f"scope: {document['scope']} ({document['level']})", "registry:"]
+    fields = document["registry"]
+    width = max(len(name) for name in fields) + 1
+    value_width = max(len(str(f["value"] if f["value"] is not None else "-")) for f in fields.values())
+    for name, item in fields.items():
+        value = item["value"] if item["value"] is not None else "-"
+        lines.append(f"  {name + ':':<{width}} {value!s:<{value_width}}  from {item['from']}")
+    custom = document["customImages"]
+    lines.append("customImages:")
+    lines.append(f"  enabled: {str(custom['enabled']['value']).lower()}  from {custom['enabled']['from']}")
+    for component, item in custom["images"].items():
+        lines.append(f"  {component}: {item['value']}  from {item['from']}")
+    applied = ", ".join(document["applied"]) or "none (built-in defaults only)"
+    lines.append(f"applied: {applied}")
+    blocked = document["blocked"] + document["blockedBelow"]
+    if blocked:
+        lines.append("blocked:")
+        for b in blocked:
+            lines.append(
+                f"  ChaosImageRegistry {b['resource']} ({b['scope']}) is blocked by "
+                f"ChaosImageRegistry {b['blockedBy']} ({b['blockerScope']}, allowOverrides false)"
+            )
+    else:
+        lines.append("blocked: none")
+    for problem in document["problems"]:
+        lines.append(f"problem: {problem}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    loaded = load_config(args.config)
+    config = loaded.compile()
+    scope = _explain_scope(args, loaded, err)
+    effective = config.effective(scope)
+    blocked_below = []
+    for entry in sorted(config.index.entries(), key=lambda e: (e.scope, e.name)):
+        if scope.is_ancestor_of(entry.scope) and (blocked := config.index.blocked(entry)) is not None:
+            blocked_below.append(
+                {
+                    "resource": blocked.resource,
+                    "scope": str(blocked.scope),
+                    "blockedBy": blocked.blocker,
+                    "blockerScope": str(blocked.blocker_scope),
+                }
+            )
+    document = explain_document(effective, blocked_below)
+    out.write(json.dumps(document, indent=2) + "\n" if args.output == "json" else _explain_text(document))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    loaded = load_config(args.config)
+    config = loaded.compile()
+    problems: list[str] = []
+    warnings: list[str] = []
+    for entry in sorted(config.index.entries(), key=lambda e: (e.scope, e.name)):
+        where = loaded.sources[f"ChaosImageRegistry/{entry.name}"]
+        if (conflict := config.index.conflict(entry)) is not None:
+            warnings.append(f"{where} (ChaosImageRegistry {entry.name}): Conflicting: {conflict.message()}")
+        elif (blocked := config.index.blocked(entry)) is not None:
+            warnings.append(f"{where} (ChaosImageRegistry {entry.name}): Blocked: {blocked.message()}")
+        for problem in config.effective(entry.scope).problems:
+            problems.append(f"{where} (ChaosImageRegistry {entry.name}): {problem}")
+    for name, labels in sorted(loaded.namespaces.items()):
+        binding = scope_from_labels(labels, config.defaults.default_account)
+        where = loaded.sources[f"Namespace/{name}"]
+        if binding.warning:
+            warnings.append(f"{where} (Namespace {name}): {binding.warning}")
+        for problem in config.effective(binding.scope).problems:
+            problems.append(f"{where} (Namespace {name}, scope {binding.scope}): {problem}")
+    for warning in warnings:
+        _warn(warning, err)
+    if problems:
+        for problem in dict.fromkeys(problems):
+            print(f"error: {problem}", file=err)
+        return EXIT_BAD_INPUT
+    defaults = "ConfigMap chaos-registry-defaults" if loaded.defaults_document is not None else "built-in"
+    out.write(
+        f"ok: {len(loaded.registries)} ChaosImageRegistry, {len(loaded.namespaces)} Namespace, "
+        f"defaults {defaults}\n"
+    )
+    if args.strict and warnings:
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        metavar="CONFIG",
+        help="YAML file or folder of ChaosImageRegistry, Namespace and defaults ConfigMap documents "
+        "(repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chaos-registry",
+        description="Make every chaos-experiment pod pull its images from the registry its organisation chose.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mutate = commands.add_parser("mutate", help="print a pod as the webhook would admit it")
+    _add_config(mutate)
+    mutate.add_argument("pod", metavar="POD_FILE", help="a Pod in YAML or JSON; - reads stdin")
+    mutate.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    mutate.add_argument(
+        "--patch", action="store_true", help="print the RFC 6902 JSON Patch instead of the pod"
+    )
+    mutate.set_defaults(handler=cmd_mutate)
+
+    explain = commands.add_parser(
+        "explain", help="print the effective registry of a scope and where it comes from"
+    )
+    _add_config(explain)
+    target = explain.add_mutually_exclusive_group(required=True)
+    target.add_argument("--namespace", metavar="NAME", help="the scope bound by this namespace's labels")
+    target.add_argument("--scope", metavar="ACCOUNT[/ORG[/PROJECT[/INFRA]]]", help="a scope")
+    explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    explain.set_defaults(handler=cmd_explain)
+
+    validate = commands.add_parser(
+        "validate", help="check every document as the API server and resolver would"
+    )
+    _add_config(validate)
+    validate.add_argument(
+        "--strict", action="store_true", help="exit 1 on warnings too (blocked, conflicting)"
+    )
+    validate.set_defaults(handler=cmd_validate)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the admission webhook and its operator (needs a cluster)",
+        description="Run the mutating admission webhook: HTTPS admission server, watches of "
+        "ChaosImageRegistry resources, namespaces and the defaults ConfigMap, certificates, and "
+        "(one replica, by Lease) status and pull-secret copies.",
+    )
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
+    return parser
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    options = options_from_args(args)
+    problems = validate_options(options)
+    if problems:
+        for problem in problems:
+            print(f"chaos-registry serve: error: {problem}", file=err)
+        return EXIT_USAGE
+    from webhook.service.operator import run  # kopf is imported only when serving
+
+    return run(options)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args, out, err)
+        return result
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=err)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

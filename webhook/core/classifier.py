@@ -1,0 +1,110 @@
+"""Which pods are chaos pods, which are helper pods, and which scope a namespace binds its pods to.
+
+Scope comes only from namespace labels: a pod's own labels could claim another project's registry
+and receive its pull secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.core.models import (
+    INJECT_LABEL,
+    SCOPE_LABELS,
+    ChaosPodRule,
+    DefaultsConfig,
+    Scope,
+)
+from webhook.core.reference import ImageReference, parse_reference
+
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeBinding:
+    """The scope of a namespace, and a warning when its labels had to be repaired."""
+
+    scope: Scope
+    warning: str | None = None
+
+
+def scope_from_labels(labels: Mapping[str, str], default_account: str) -> ScopeBinding:
+    """SPEC section 5: account from the label or the default; a broken chain keeps its valid prefix."""
+    values: list[str | None] = [labels.get(label) or None for label in SCOPE_LABELS]
+    if values[0] is None:
+        values[0] = default_account
+    depth = next((i for i, value in enumerate(values) if value is None), len(values))
+    parts = tuple(value for value in values[:depth] if value is not None)
+    ignored = [SCOPE_LABELS[i] for i in range(depth + 1, len(values)) if values[i] is not None]
+    warning = None
+    if ignored:
+        warning = (
+            f"namespace label {SCOPE_LABELS[depth]} is missing, so {', '.join(ignored)} "
+            f"is ignored: using scope {'/'.join(parts)}"
+        )
+    return ScopeBinding(Scope(parts), warning)
+
+
+def opted_out(labels: Mapping[str, str] | None) -> bool:
+    return bool(labels) and labels.get(INJECT_LABEL) == "false"  # type: ignore[union-attr]
+
+
+class PodClassifier:
+    """Applies the chaos-pod rules of the defaults to a pod (a plain dict, as the API sends it)."""
+
+    def __init__(self, defaults: DefaultsConfig) -> None:
+        self._rules: tuple[ChaosPodRule, ...] = tuple(rule for rule in defaults.chaos_pods if rule.enabled)
+        self._component_of_repository = {entry.repository: entry.component for entry in defaults.catalog}
+        self._helper_markers = tuple(defaults.helper_pod_name_contains)
+
+    def matching_rule(self, pod: Mapping[str, Any]) -> str | None:
+        """The name of the first rule that makes `pod` a chaos pod, or None."""
+        metadata = pod.get("metadata")
+        labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+        if not isinstance(labels, Mapping):
+            labels = {}
+        components: set[str] | None = None
+        for rule in self._rules:
+            if rule.labels_present and not all(key in labels for key in rule.labels_present):
+                continue
+            if rule.match_labels and not all(labels.get(k) == v for k, v in rule.match_labels.items()):
+                continue
+            if rule.components:
+                if components is None:
+                    components = self._components_in(pod)
+                if components.isdisjoint(rule.components):
+                    continue
+            return rule.name
+        return None
+
+    def is_helper_pod(self, pod: Mapping[str, Any]) -> bool:
+        metadata = pod.get("metadata")
+        if not isinstance(metadata, Mapping):
+            return False
+        for key in ("name", "generateName"):
+            value = metadata.get(key)
+            if isinstance(value, str) and any(marker in value for marker in self._helper_markers):
+                return True
+        return False
+
+    def _components_in(self, pod: Mapping[str, Any]) -> set[str]:
+        found: set[str] = set()
+        spec = pod.get("spec")
+        if not isinstance(spec, Mapping):
+            return found
+        for list_name in CONTAINER_LISTS:
+            containers = spec.get(list_name)
+            if not isinstance(containers, list):
+                continue
+            for container in containers:
+                image = container.get("image") if isinstance(container, Mapping) else None
+                if not isinstance(image, str):
+                    continue
+                reference = parse_reference(image)
+                if isinstance(reference, ImageReference):
+                    component = self._component_of_repository.get(reference.repository)
+                    if component is not None:
+                        found.add(component)
+        return found

@@ -1,0 +1,355 @@
+"""Typed models of the configuration: scopes, the ChaosImageRegistry resource and the defaults.
+
+These validate what users write (CLI files, watched objects). The admission hot path never touches
+them: the resolver reduces them to plain frozen records once, when the configuration changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from webhook.core.reference import (
+    ImageReference,
+    parse_reference,
+    registry_account_error,
+    registry_server_error,
+)
+
+API_GROUP = "chaosregistry.io"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "ChaosImageRegistry"
+PLURAL = "chaosimageregistries"
+LABEL_PREFIX = f"{API_GROUP}/"
+INJECT_LABEL = f"{LABEL_PREFIX}inject"
+ORIGINAL_IMAGES_ANNOTATION = f"{LABEL_PREFIX}original-images"
+SCOPE_ANNOTATION = f"{LABEL_PREFIX}scope"
+DEFAULTS_CONFIGMAP = "chaos-registry-defaults"
+DEFAULTS_KEY = "config.yaml"
+
+LEVELS = ("account", "organization", "project", "infrastructure")
+LEVEL_NAMES = ("Account", "Organization", "Project", "Infrastructure")
+SCOPE_LABELS = tuple(f"{LABEL_PREFIX}{level}" for level in LEVELS)
+
+RegistryType = Literal["Public", "Private"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_COMPONENT = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Scope:
+    """A position in the account > organization > project > infrastructure hierarchy.
+
+    `parts` holds the identifiers given, top-down; its length is the level (1 = account).
+    """
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, *parts: str | None) -> Scope:
+        """The scope of the given identifiers; stops at the first missing one."""
+        given: list[str] = []
+        for part in parts:
+            if not part:
+                break
+            given.append(part)
+        return cls(tuple(given))
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        """Parse `ACCOUNT[/ORG[/PROJECT[/INFRA]]]`; raises ValueError naming what is wrong."""
+        parts = tuple(text.split("/"))
+        if not text or len(parts) > len(LEVELS):
+            raise ValueError(f"scope {text!r} must be ACCOUNT[/ORG[/PROJECT[/INFRA]]]")
+        for level, part in zip(LEVELS, parts, strict=False):
+            if not _IDENTIFIER.match(part):
+                raise ValueError(f"scope {text!r}: {level} {part!r} is not a valid identifier")
+        return cls(parts)
+
+    @property
+    def level(self) -> str:
+        """The level name of the deepest identifier, e.g. "Project"."""
+        return LEVEL_NAMES[len(self.parts) - 1]
+
+    def ancestors_and_self(self) -> Iterator[Scope]:
+        """Every scope on the path from the account down to this one."""
+        for depth in range(1, len(self.parts) + 1):
+            yield Scope(self.parts[:depth])
+
+    def is_ancestor_of(self, other: Scope) -> bool:
+        """True when this scope strictly contains `other`."""
+        return len(self.parts) < len(other.parts) and other.parts[: len(self.parts)] == self.parts
+
+    def __str__(self) -> str:
+        return "/".join(self.parts)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_identifier(value: str | None) -> str | None:
+    if value is not None and not _IDENTIFIER.match(value):
+        raise ValueError(
+            "must be 1-63 characters of letters, digits, '-', '_' or '.', starting and ending "
+            "with a letter or digit (it is matched against a namespace label value)"
+        )
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+class ScopeSpec(_Model):
+    """`spec.scope`: the deepest identifier given is the resource's level."""
+
+    account: Identifier
+    organization: Identifier | None = None
+    project: Identifier | None = None
+    infrastructure: Identifier | None = None
+
+    _identifiers = field_validator("account", "organization", "project", "infrastructure")(_check_identifier)
+
+    @model_validator(mode="after")
+    def _chain_is_unbroken(self) -> ScopeSpec:
+        if self.project and not self.organization:
+            raise ValueError("project requires organization")
+        if self.infrastructure and not self.project:
+            raise ValueError("infrastructure requires project")
+        return self
+
+    def to_scope(self) -> Scope:
+        return Scope.of(self.account, self.organization, self.project, self.infrastructure)
+
+
+class RegistrySpec(_Model):
+    """`spec.registry`: every field is optional; unset fields are inherited from higher scopes."""
+
+    server: str | None = Field(default=None, max_length=255)
+    account: str | None = Field(default=None, max_length=255)
+    type: RegistryType | None = None
+    secret_name: str | None = Field(default=None, alias="secretName", max_length=253)
+    secret_namespace: str | None = Field(default=None, alias="secretNamespace", max_length=63)
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value is not None and (problem := registry_server_error(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and (problem := registry_account_error(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("secret_name")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_SUBDOMAIN.match(value):
+            raise ValueError(f"{value!r} is not a valid Secret name (lowercase DNS subdomain)")
+        return value
+
+    @field_validator("secret_namespace")
+    @classmethod
+    def _secret_namespace(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.match(value):
+            raise ValueError(f"{value!r} is not a valid namespace name (lowercase DNS label)")
+        return value
+
+
+class CustomImagesSpec(_Model):
+    """`spec.customImages`: full image references per component, used verbatim."""
+
+    enabled: bool | None = None
+    images: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, value: dict[str, str]) -> dict[str, str]:
+        for component, image in value.items():
+            if not _COMPONENT.match(component):
+                raise ValueError(f"{component!r} is not a component name")
+            parsed = parse_reference(image)
+            if not isinstance(parsed, ImageReference):
+                raise ValueError(f"{component}: {image!r} is not a valid image reference: {parsed.reason}")
+        return value
+
+
+class ChaosImageRegistrySpec(_Model):
+    scope: ScopeSpec
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    allow_overrides: bool = Field(default=False, alias="allowOverrides")
+    custom_images: CustomImagesSpec = Field(default_factory=CustomImagesSpec, alias="customImages")
+
+    @model_validator(mode="after")
+    def _private_needs_secret(self) -> ChaosImageRegistrySpec:
+        # An inherited secretName is checked at resolution time; here only the resource's own spec.
+        if self.registry.type == "Private" and not self.registry.secret_name:
+            raise ValueError("registry.type Private requires registry.secretName")
+        return self
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    name: str = Field(min_length=1)
+    uid: str | None = None
+    creation_timestamp: datetime | None = Field(default=None, alias="creationTimestamp")
+    generation: int | None = None
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
+
+
+class ChaosImageRegistry(BaseModel):
+    """The custom resource. `status` and unknown top-level fields are ignored: the operator owns them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: Literal["chaosregistry.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ChaosImageRegistry"]
+    metadata: ObjectMeta
+    spec: ChaosImageRegistrySpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class CatalogEntry(_Model):
+    repository: str = Field(min_length=1)
+    component: str = Field(pattern=_COMPONENT.pattern)
+    helper_component: str | None = Field(default=None, alias="helperComponent", pattern=_COMPONENT.pattern)
+
+
+class ImageEnvVar(_Model):
+    name: str = Field(min_length=1)
+    helper: bool = False
+
+
+class ChaosPodRule(_Model):
+    name: str = Field(min_length=1)
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    labels_present: list[str] = Field(default_factory=list, alias="labelsPresent")
+    components: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> ChaosPodRule:
+        if not (self.match_labels or self.labels_present or self.components):
+            raise ValueError(f"rule {self.name!r} needs matchLabels, labelsPresent or components")
+        return self
+
+
+class DefaultRegistry(RegistrySpec):
+    """The root of resolution: server, account and type must be known."""
+
+    server: str = Field(max_length=255)  # type: ignore[assignment]
+    account: str = Field(max_length=255)  # type: ignore[assignment]
+    type: RegistryType = "Public"  # type: ignore[assignment]
+
+
+class DefaultsConfig(_Model):
+    """The defaults ConfigMap (`chaos-registry-defaults`, key `config.yaml`), merged over built-ins."""
+
+    default_account: Identifier = Field(alias="defaultAccount")
+    rewrite_unconfigured_scopes: bool = Field(default=False, alias="rewriteUnconfiguredScopes")
+    registry: DefaultRegistry
+    custom_images: CustomImagesSpec = Field(default_factory=CustomImagesSpec, alias="customImages")
+    catalog: list[CatalogEntry]
+    image_env_vars: list[ImageEnvVar] = Field(alias="imageEnvVars")
+    chaos_pods: list[ChaosPodRule] = Field(alias="chaosPods")
+    helper_pod_name_contains: list[str] = Field(alias="helperPodNameContains")
+
+    _default_account = field_validator("default_account")(_check_identifier)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DefaultsConfig:
+        if self.registry.type == "Private" and not self.registry.secret_name:
+            raise ValueError("registry.type Private requires registry.secretName")
+        seen: set[str] = set()
+        for entry in self.catalog:
+            if entry.repository in seen:
+                raise ValueError(f"catalog: repository {entry.repository!r} is listed twice")
+            seen.add(entry.repository)
+        known = self.component_names
+        for rule in self.chaos_pods:
+            for component in rule.components:
+                if component not in known:
+                    raise ValueError(f"chaosPods: rule {rule.name!r} names unknown component {component!r}")
+        for component in self.custom_images.images:
+            if component not in known:
+                raise ValueError(f"customImages.images: unknown component {component!r}")
+        return self
+
+    @cached_property
+    def component_names(self) -> frozenset[str]:
+        names = {entry.component for entry in self.catalog}
+        names.update(entry.helper_component for entry in self.catalog if entry.helper_component)
+        return frozenset(names)
+
+
+_LIST_KEYS = {"catalog": "repository", "imageEnvVars": "name", "chaosPods": "name"}
+
+
+def _merge_lists(base: list[Any], override: list[Any], key: str) -> list[Any]:
+    merged: dict[Any, Any] = {}
+    for item in [*base, *override]:
+        if isinstance(item, Mapping) and key in item:
+            merged[item[key]] = item
+        else:
+            merged[id(item)] = item  # left for validation to reject with the field's name
+    return list(merged.values())
+
+
+def merge_defaults(builtin: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge a defaults document over the built-in one: lists by key, mappings by field."""
+    merged: dict[str, Any] = dict(builtin)
+    for key, value in override.items():
+        base = merged.get(key)
+        if key in _LIST_KEYS and isinstance(base, list) and isinstance(value, list):
+            merged[key] = _merge_lists(base, value, _LIST_KEYS[key])
+        elif isinstance(base, Mapping) and isinstance(value, Mapping):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def builtin_defaults_document() -> dict[str, Any]:
+    """The built-in defaults as a plain document (shipped as webhook/core/defaults.yaml)."""
+    text = resources.files("webhook.core").joinpath("defaults.yaml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    assert isinstance(document, dict)
+    return document
+
+
+def load_defaults(override: Mapping[str, Any] | None = None) -> DefaultsConfig:
+    """The effective defaults: built-ins, with `override` (a ConfigMap's config.yaml) merged over."""
+    document = builtin_defaults_document()
+    if override:
+        document = merge_defaults(document, override)
+    return DefaultsConfig.model_validate(document)
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem, each naming the field by its YAML path (`spec.registry.server`)."""
+    lines = []
+    for detail in error.errors():
+        path = ".".join(str(part) for part in detail["loc"] if part != "__root__")
+        location = ".".join(part for part in (prefix, path) if part)
+        message = detail["msg"].removeprefix("Value error, ")
+        lines.append(f"{location}: {message}" if location else message)
+    return lines

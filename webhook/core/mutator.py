@@ -1,0 +1,268 @@
+"""The mutation of one chaos pod (SPEC section 6), as an RFC 6902 JSON Patch.
+
+Works on the pod as the API sends it (plain dicts and lists) and never copies it: it reads the pod
+and emits only the operations needed. Mutating an already mutated pod yields no operation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.core.classifier import CONTAINER_LISTS
+from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION, SCOPE_ANNOTATION, CatalogEntry
+from webhook.core.reference import ImageReference, parse_reference
+from webhook.core.reference import join_image as _join_image
+from webhook.core.resolver import Effective
+
+JsonPatch = list[dict[str, Any]]
+_CACHE_LIMIT = 4096
+
+
+def escape_pointer(token: str) -> str:
+    """RFC 6901: `~` and `/` inside one reference token."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """One image changed: in a container's `image` (env is None) or in one of its env vars."""
+
+    container: str
+    env: str | None
+    component: str | None
+    original: str
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an image should become: `image` is None when it is already right (or cannot be parsed)."""
+
+    image: str | None
+    component: str | None
+    warning: str | None
+
+
+class Rewriter:
+    """Target images under one effective registry, cached per (image, helper context)."""
+
+    def __init__(self, effective: Effective, catalog: Mapping[str, CatalogEntry]) -> None:
+        self.effective = effective
+        self._catalog = catalog
+        self._cache: dict[tuple[str, bool], Target] = {}
+
+    def target(self, image: str, helper: bool) -> Target:
+        key = (image, helper)
+        cached = self._cache.get(key)
+        if cached is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            cached = self._cache[key] = self._compute(image, helper)
+        return cached
+
+    def _compute(self, image: str, helper: bool) -> Target:
+        reference = parse_reference(image)
+        if not isinstance(reference, ImageReference):
+            return Target(None, None, f"image {image!r} left unchanged: {reference.reason}")
+        entry = self._catalog.get(reference.repository)
+        component = None
+        if entry is not None:
+            component = entry.helper_component if helper and entry.helper_component else entry.component
+        effective = self.effective
+        warning = None
+        new_image = None
+        if effective.custom_enabled and component is not None:
+            new_image = effective.custom_images.get(component)
+            if new_image is None:
+                warning = (
+                    f"custom images are enabled but component {component} has none: "
+                    f"{reference.repository} rewritten to registry {effective.server}"
+                )
+        if new_image is None:
+            new_image = _join_image(
+                effective.server, effective.account, reference.repository, reference.tag, reference.digest
+            )
+        if new_image == image or parse_reference(new_image) == reference:
+            return Target(None, component, warning)
+        return Target(new_image, component, warning)
+
+    def settled(self, recorded_original: str, current: str, helper: bool) -> bool:
+        """True when `current` is what `recorded_original` becomes: the webhook already did this."""
+        target = self.target(recorded_original, helper)
+        expected = recorded_original if target.image is None else target.image
+        return expected == current
+
+
+@dataclass(frozen=True, slots=True)
+class PodPatch:
+    patch: JsonPatch
+    rewrites: tuple[Rewrite, ...]
+    warnings: tuple[str, ...]
+
+
+def _read_originals(annotations: Mapping[str, Any] | None, warnings: list[str]) -> dict[str, str]:
+    raw = annotations.get(ORIGINAL_IMAGES_ANNOTATION) if annotations else None
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        warnings.append(f"annotation {ORIGINAL_IMAGES_ANNOTATION} is not a JSON object of strings: replaced")
+        return {}
+    return value
+
+
+def scope_annotation(effective: Effective) -> str:
+    return json.dumps(
+        {"scope": str(effective.scope), "registries": list(effective.applied)}, separators=(",", ":")
+    )
+
+
+def mutate_pod(
+    pod: Mapping[str, Any],
+    rewriter: Rewriter,
+    *,
+    helper_pod: bool,
+    env_vars: Mapping[str, bool],
+    old_pod: Mapping[str, Any] | None = None,
+) -> PodPatch:
+    """The patch that makes a chaos pod follow `rewriter.effective`.
+
+    With `old_pod` (an UPDATE of pods/ephemeralcontainers) only ephemeral containers that are new
+    are touched: the apiserver refuses changes to existing ones and drops any other change.
+    """
+    warnings: list[str] = []
+    patch: JsonPatch = []
+    rewrites: list[Rewrite] = []
+    spec = pod.get("spec")
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        annotations = None
+    originals = _read_originals(annotations, warnings)
+    originals_changed = False
+    existing_ephemeral = _ephemeral_names(old_pod) if old_pod is not None else None
+
+    if isinstance(spec, Mapping):
+        for list_name in CONTAINER_LISTS:
+            containers = spec.get(list_name)
+            if not isinstance(containers, list):
+                continue
+            if existing_ephemeral is not None and list_name != "ephemeralContainers":
+                continue
+            for index, container in enumerate(containers):
+                if not isinstance(container, Mapping):
+                    continue
+                name = container.get("name")
+                name = name if isinstance(name, str) else f"{list_name}[{index}]"
+                if existing_ephemeral is not None and name in existing_ephemeral:
+                    continue
+                base = f"/spec/{list_name}/{index}"
+                image = container.get("image")
+                if isinstance(image, str) and image:
+                    new_image = _rewrite(rewriter, image, helper_pod, originals.get(name), warnings)
+                    if new_image is not None:
+                        patch.append({"op": "replace", "path": f"{base}/image", "value": new_image})
+                        rewrites.append(
+                            Rewrite(
+                                name, None, rewriter.target(image, helper_pod).component, image, new_image
+                            )
+                        )
+                        originals[name] = image
+                        originals_changed = True
+                env = container.get("env")
+                if not isinstance(env, list) or not env_vars:
+                    continue
+                for env_index, variable in enumerate(env):
+                    if not isinstance(variable, Mapping):
+                        continue
+                    var_name = variable.get("name")
+                    value = variable.get("value")
+                    if var_name not in env_vars or not isinstance(value, str) or not value:
+                        continue
+                    helper = env_vars[var_name] or helper_pod
+                    key = f"{name}/env/{var_name}"
+                    new_value = _rewrite(rewriter, value, helper, originals.get(key), warnings)
+                    if new_value is not None:
+                        patch.append(
+                            {"op": "replace", "path": f"{base}/env/{env_index}/value", "value": new_value}
+                        )
+                        rewrites.append(
+                            Rewrite(
+                                name, var_name, rewriter.target(value, helper).component, value, new_value
+                            )
+                        )
+                        originals[key] = value
+                        originals_changed = True
+
+    if existing_ephemeral is None:
+        effective = rewriter.effective
+        if effective.private:
+            _add_pull_secret(spec, effective, patch, warnings)
+        desired: dict[str, str] = {}
+        if originals_changed:
+            desired[ORIGINAL_IMAGES_ANNOTATION] = json.dumps(originals, sort_keys=True, separators=(",", ":"))
+        scope_value = scope_annotation(effective)
+        if annotations is None or annotations.get(SCOPE_ANNOTATION) != scope_value:
+            desired[SCOPE_ANNOTATION] = scope_value
+        _set_annotations(metadata, annotations, desired, patch)
+    for problem in rewriter.effective.problems:
+        warnings.append(problem)
+    return PodPatch(patch, tuple(rewrites), tuple(dict.fromkeys(warnings)))
+
+
+def _rewrite(
+    rewriter: Rewriter, image: str, helper: bool, recorded: str | None, warnings: list[str]
+) -> str | None:
+    if recorded is not None and rewriter.settled(recorded, image, helper):
+        return None
+    target = rewriter.target(image, helper)
+    if target.warning:
+        warnings.append(target.warning)
+    return target.image
+
+
+def _ephemeral_names(old_pod: Mapping[str, Any]) -> frozenset[str]:
+    spec = old_pod.get("spec")
+    containers = spec.get("ephemeralContainers") if isinstance(spec, Mapping) else None
+    if not isinstance(containers, list):
+        return frozenset()
+    return frozenset(
+        c["name"] for c in containers if isinstance(c, Mapping) and isinstance(c.get("name"), str)
+    )
+
+
+def _add_pull_secret(spec: Any, effective: Effective, patch: JsonPatch, warnings: list[str]) -> None:
+    secret = effective.secret_name
+    if not secret:
+        return  # reported through effective.problems
+    if not isinstance(spec, Mapping):
+        warnings.append("pod has no spec: pull secret not added")
+        return
+    existing = spec.get("imagePullSecrets")
+    entry = {"name": secret}
+    if not isinstance(existing, list):
+        patch.append({"op": "add", "path": "/spec/imagePullSecrets", "value": [entry]})
+    elif not any(isinstance(item, Mapping) and item.get("name") == secret for item in existing):
+        patch.append({"op": "add", "path": "/spec/imagePullSecrets/-", "value": entry})
+
+
+def _set_annotations(
+    metadata: Any, annotations: Mapping[str, Any] | None, desired: dict[str, str], patch: JsonPatch
+) -> None:
+    if not desired:
+        return
+    if not isinstance(metadata, Mapping):
+        patch.append({"op": "add", "path": "/metadata", "value": {"annotations": desired}})
+    elif annotations is None:
+        patch.append({"op": "add", "path": "/metadata/annotations", "value": desired})
+    else:
+        for key, value in desired.items():
+            patch.append(
+                {"op": "add", "path": f"/metadata/annotations/{escape_pointer(key)}", "value": value}
+            )

@@ -1,0 +1,234 @@
+"""Scope resolution (SPEC section 4): the effective registry of a scope, with provenance.
+
+Resources are indexed by scope once; resolving a scope looks at most four keys up (one per level),
+whatever the number of resources. Pure and deterministic: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+from webhook.core.models import ChaosImageRegistry, DefaultsConfig, Scope
+
+DEFAULTS_SOURCE = "defaults"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Provenance keys, in the order `explain` prints them.
+REGISTRY_FIELDS = (
+    ("registry.server", "server"),
+    ("registry.account", "account"),
+    ("registry.type", "type"),
+    ("registry.secretName", "secret_name"),
+    ("registry.secretNamespace", "secret_namespace"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    """A ChaosImageRegistry reduced to what resolution needs."""
+
+    name: str
+    scope: Scope
+    created: datetime
+    allow_overrides: bool = False
+    server: str | None = None
+    account: str | None = None
+    type: str | None = None
+    secret_name: str | None = None
+    secret_namespace: str | None = None
+    custom_enabled: bool | None = None
+    custom_images: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_resource(cls, resource: ChaosImageRegistry) -> RegistryEntry:
+        spec = resource.spec
+        created = resource.metadata.creation_timestamp or _EPOCH
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return cls(
+            name=resource.name,
+            scope=spec.scope.to_scope(),
+            created=created,
+            allow_overrides=spec.allow_overrides,
+            server=spec.registry.server,
+            account=spec.registry.account,
+            type=spec.registry.type,
+            secret_name=spec.registry.secret_name,
+            secret_namespace=spec.registry.secret_namespace,
+            custom_enabled=spec.custom_images.enabled,
+            custom_images=MappingProxyType(dict(spec.custom_images.images)),
+        )
+
+    @property
+    def source(self) -> str:
+        return f"ChaosImageRegistry/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """`resource` (at `scope`) cannot change anything: `blocker` at `blocker_scope` locks it."""
+
+    resource: str
+    scope: Scope
+    blocker: str
+    blocker_scope: Scope
+
+    def message(self) -> str:
+        return (
+            f"a higher scope is blocking this configuration: ChaosImageRegistry {self.blocker} "
+            f"at {self.blocker_scope.level.lower()} {self.blocker_scope} has allowOverrides false; "
+            f"please enable override from {self.blocker_scope.level.lower()} {self.blocker_scope}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """`resource` has the same scope as `winner`, which is older (ties broken by name)."""
+
+    resource: str
+    scope: Scope
+    winner: str
+
+    def message(self) -> str:
+        return (
+            f"ChaosImageRegistry {self.winner} has the same scope {self.scope} and is older "
+            f"(oldest wins, ties by name): this resource is ignored"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """The registry configuration that applies to one scope, and where each field came from."""
+
+    scope: Scope
+    server: str
+    account: str
+    type: str
+    secret_name: str | None
+    secret_namespace: str | None
+    custom_enabled: bool
+    custom_images: Mapping[str, str]
+    provenance: Mapping[str, str]
+    applied: tuple[str, ...]
+    blocked: tuple[Blocked, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def private(self) -> bool:
+        return self.type == "Private"
+
+
+class RegistryIndex:
+    """All ChaosImageRegistry entries, indexed by scope; resolves scopes on demand."""
+
+    def __init__(self, entries: Iterable[RegistryEntry]) -> None:
+        grouped: dict[Scope, list[RegistryEntry]] = {}
+        for entry in entries:
+            grouped.setdefault(entry.scope, []).append(entry)
+        self._by_scope: dict[Scope, tuple[RegistryEntry, ...]] = {
+            scope: tuple(sorted(group, key=lambda e: (e.created, e.name))) for scope, group in grouped.items()
+        }
+        self._winners: dict[Scope, RegistryEntry] = {s: group[0] for s, group in self._by_scope.items()}
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self._by_scope.values())
+
+    def entries(self) -> Iterable[RegistryEntry]:
+        for group in self._by_scope.values():
+            yield from group
+
+    def winner(self, scope: Scope) -> RegistryEntry | None:
+        return self._winners.get(scope)
+
+    def conflict(self, entry: RegistryEntry) -> Conflict | None:
+        """Set when another resource of the same scope wins over `entry`."""
+        winner = self._winners.get(entry.scope)
+        if winner is None or winner.name == entry.name:
+            return None
+        return Conflict(resource=entry.name, scope=entry.scope, winner=winner.name)
+
+    def blocker(self, scope: Scope) -> RegistryEntry | None:
+        """The highest resource above `scope` that locks the levels below it, if any."""
+        for ancestor in scope.ancestors_and_self():
+            if ancestor == scope:
+                return None
+            winner = self._winners.get(ancestor)
+            if winner is not None and not winner.allow_overrides:
+                return winner
+        return None
+
+    def blocked(self, entry: RegistryEntry) -> Blocked | None:
+        blocker = self.blocker(entry.scope)
+        if blocker is None:
+            return None
+        return Blocked(
+            resource=entry.name, scope=entry.scope, blocker=blocker.name, blocker_scope=blocker.scope
+        )
+
+    def resolve(self, scope: Scope, defaults: DefaultsConfig) -> Effective:
+        """SPEC section 4: walk from the account down, merge field by field, stop at a lock."""
+        root = defaults.registry
+        values: dict[str, str | None] = {
+            "server": root.server,
+            "account": root.account,
+            "type": root.type,
+            "secret_name": root.secret_name,
+            "secret_namespace": root.secret_namespace,
+        }
+        provenance = {key: DEFAULTS_SOURCE for key, _ in REGISTRY_FIELDS}
+        custom_enabled = bool(defaults.custom_images.enabled)
+        provenance["customImages.enabled"] = DEFAULTS_SOURCE
+        images = dict(defaults.custom_images.images)
+        for component in images:
+            provenance[f"customImages.images.{component}"] = DEFAULTS_SOURCE
+        applied: list[str] = []
+        blocked: list[Blocked] = []
+        lock: RegistryEntry | None = None
+
+        for level_scope in scope.ancestors_and_self():
+            entry = self._winners.get(level_scope)
+            if entry is None:
+                continue
+            if lock is not None:
+                blocked.append(Blocked(entry.name, entry.scope, lock.name, lock.scope))
+                continue
+            applied.append(entry.name)
+            for key, attribute in REGISTRY_FIELDS:
+                value = getattr(entry, attribute)
+                if value is not None:
+                    values[attribute] = value
+                    provenance[key] = entry.source
+            if entry.custom_enabled is not None:
+                custom_enabled = entry.custom_enabled
+                provenance["customImages.enabled"] = entry.source
+            for component, image in entry.custom_images.items():
+                images[component] = image
+                provenance[f"customImages.images.{component}"] = entry.source
+            if not entry.allow_overrides:
+                lock = entry
+
+        problems = []
+        if values["type"] == "Private" and not values["secret_name"]:
+            problems.append(
+                f"registry.type Private (from {provenance['registry.type']}) has no registry.secretName "
+                "at this scope or above: no pull secret can be added"
+            )
+        server, account, type_ = values["server"], values["account"], values["type"]
+        assert server is not None and account is not None and type_ is not None
+        return Effective(
+            scope=scope,
+            server=server,
+            account=account,
+            type=type_,
+            secret_name=values["secret_name"],
+            secret_namespace=values["secret_namespace"],
+            custom_enabled=custom_enabled,
+            custom_images=MappingProxyType(images),
+            provenance=MappingProxyType(provenance),
+            applied=tuple(applied),
+            blocked=tuple(blocked),
+            problems=tuple(problems),
+        )

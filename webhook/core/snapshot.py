@@ -1,0 +1,126 @@
+"""The immutable bundle that admission reads: compiled configuration plus namespace labels.
+
+The service builds a new Snapshot whenever a watched object changes and swaps one reference; an
+admission request reads whichever snapshot is current, with no lock and no API call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from webhook.core.classifier import PodClassifier, opted_out, scope_from_labels
+from webhook.core.models import DefaultsConfig, Scope
+from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, mutate_pod
+from webhook.core.resolver import Effective, RegistryEntry, RegistryIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """The outcome of admitting one pod."""
+
+    chaos: bool
+    reason: str
+    scope: Scope | None = None
+    patch: JsonPatch = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    rewrites: tuple[Rewrite, ...] = ()
+
+
+class CompiledConfig:
+    """Defaults and ChaosImageRegistry entries, indexed; effective registries memoised per scope.
+
+    Immutable in meaning: the memo only caches results derived from the frozen inputs.
+    """
+
+    def __init__(self, defaults: DefaultsConfig, entries: Iterable[RegistryEntry] = ()) -> None:
+        self.defaults = defaults
+        self.index = RegistryIndex(entries)
+        self.classifier = PodClassifier(defaults)
+        self.catalog = MappingProxyType({entry.repository: entry for entry in defaults.catalog})
+        self.env_vars = MappingProxyType({var.name: var.helper for var in defaults.image_env_vars})
+        self._rewriters: dict[Scope, Rewriter] = {}
+
+    def rewriter(self, scope: Scope) -> Rewriter:
+        rewriter = self._rewriters.get(scope)
+        if rewriter is None:
+            rewriter = self._rewriters[scope] = Rewriter(
+                self.index.resolve(scope, self.defaults), self.catalog
+            )
+        return rewriter
+
+    def effective(self, scope: Scope) -> Effective:
+        return self.rewriter(scope).effective
+
+    def mutate(
+        self,
+        pod: Mapping[str, Any],
+        namespace_labels: Mapping[str, str] | None,
+        old_pod: Mapping[str, Any] | None = None,
+    ) -> Mutation:
+        """Admit `pod`, created in a namespace with `namespace_labels` (None: namespace unknown)."""
+        warnings: list[str] = []
+        if namespace_labels is None:
+            namespace_labels = {}
+        if opted_out(namespace_labels):
+            return Mutation(chaos=False, reason="namespace opted out")
+        metadata = pod.get("metadata")
+        pod_labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+        if isinstance(pod_labels, Mapping) and opted_out(pod_labels):
+            return Mutation(chaos=False, reason="pod opted out")
+        rule = self.classifier.matching_rule(pod)
+        if rule is None:
+            return Mutation(chaos=False, reason="not a chaos pod")
+        binding = scope_from_labels(namespace_labels, self.defaults.default_account)
+        if binding.warning:
+            warnings.append(binding.warning)
+        rewriter = self.rewriter(binding.scope)
+        if not rewriter.effective.applied and not self.defaults.rewrite_unconfigured_scopes:
+            return Mutation(
+                chaos=True,
+                reason=f"{rule}: no ChaosImageRegistry covers scope {binding.scope}",
+                scope=binding.scope,
+                warnings=tuple(warnings),
+            )
+        result = mutate_pod(
+            pod,
+            rewriter,
+            helper_pod=self.classifier.is_helper_pod(pod),
+            env_vars=self.env_vars,
+            old_pod=old_pod,
+        )
+        return Mutation(
+            chaos=True,
+            reason=rule,
+            scope=binding.scope,
+            patch=result.patch,
+            warnings=(*warnings, *result.warnings),
+            rewrites=result.rewrites,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What admission reads: the compiled configuration and every namespace's labels."""
+
+    config: CompiledConfig
+    namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def admit(
+        self, pod: Mapping[str, Any], namespace: str, old_pod: Mapping[str, Any] | None = None
+    ) -> Mutation:
+        labels = self.namespaces.get(namespace)
+        mutation = self.config.mutate(pod, labels, old_pod)
+        if labels is None and mutation.chaos:
+            note = f"namespace {namespace!r} is not known: treated as a namespace without labels"
+            return Mutation(
+                chaos=True,
+                reason=mutation.reason,
+                scope=mutation.scope,
+                patch=mutation.patch,
+                warnings=(note, *mutation.warnings),
+                rewrites=mutation.rewrites,
+            )
+        return mutation

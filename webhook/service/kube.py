@@ -1,0 +1,32 @@
+"""The Kubernetes API client of the service (the official `kubernetes` package).
+
+kopf watches with its own client; everything the service writes (status, Secret copies, Events,
+the Lease, the webhook configuration, the certificate Secret) goes through this one, called from
+worker threads so the event loop, and so admission, never waits on it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kubernetes import client, config
+
+
+def load_client_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    """In-cluster configuration when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    configuration = client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    client.Configuration.set_default(configuration)
+    return configuration
+
+
+def api_client(configuration: client.Configuration | None = None) -> client.ApiClient:
+    return client.ApiClient(configuration or client.Configuration.get_default_copy())
+
+
+def status_of(error: BaseException) -> int | None:
+    """The HTTP status of an API error, None for anything else."""
+    return error.status if isinstance(error, client.ApiException) else None

@@ -1,0 +1,311 @@
+"""`chaos-registry serve`: the kopf operator that wires watches, the admission server and the write side.
+
+Start-up order: health endpoint, certificate, an initial listing of ChaosImageRegistry resources,
+namespaces and the defaults ConfigMap (so the first snapshot is complete before /readyz turns
+green), then kopf: its watches keep the snapshot fresh and it runs the admission server.
+Replicas run standalone (kopf peering would pause the non-leading ones); the write side is
+leader-elected separately with a Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from webhook.core.models import API_GROUP, PLURAL
+from webhook.service import kube, webhookconfig
+from webhook.service.admission import AdmissionHandler
+from webhook.service.certs import CertificateError, FileCertificates, SecretCertificates, ServingContext
+from webhook.service.leader import LeaseElector
+from webhook.service.options import ServeOptions
+from webhook.service.server import AdmissionServer, HealthServer
+from webhook.service.state import ConfigState
+from webhook.service.writer import Writer
+
+logger = logging.getLogger("webhook.operator")
+
+VERSION = "v1alpha1"
+STARTUP_RETRY_SECONDS = 2.0
+
+
+class Runtime:
+    """Everything one serve process holds; handlers close over it."""
+
+    def __init__(self, options: ServeOptions, api: client.ApiClient) -> None:
+        self.options = options
+        self.api = api
+        self.state = ConfigState()
+        self.serving = ServingContext()
+        self.handler = AdmissionHandler(
+            self.state.current, options.failure_policy, self.state.wait_for_namespace
+        )
+        self.server = AdmissionServer(
+            self.handler,
+            self.serving,
+            address=options.address,
+            port=options.port,
+            engine=options.engine,
+            url=options.webhook_url,
+        )
+        self.health = HealthServer(self.readiness, options.health_address, options.health_port)
+        self.certificates: FileCertificates | SecretCertificates
+        if options.tls_mode == "files":
+            assert options.tls_cert_file and options.tls_key_file
+            from pathlib import Path
+
+            self.certificates = FileCertificates(
+                self.serving,
+                Path(options.tls_cert_file),
+                Path(options.tls_key_file),
+                Path(options.tls_ca_file) if options.tls_ca_file else None,
+            )
+        else:
+            self.certificates = SecretCertificates(
+                self.serving,
+                api,
+                options.namespace,
+                options.tls_secret,
+                options.service_hosts(),
+                cert_validity=_days(options.cert_validity_days),
+                ca_validity=_days(options.ca_validity_days),
+                interval=options.cert_check_interval,
+            )
+        self.elector = LeaseElector(
+            api, options.namespace, options.lease_name, options.identity, options.lease_duration
+        )
+        self.writer = Writer(self.state, api, options)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.state.snapshot is None:
+            return False, "caches not synced"
+        if not self.serving.loaded:
+            return False, "certificate not loaded"
+        if not self.server.started.is_set():
+            return False, "admission server not started"
+        return True, "ready"
+
+    # Start-up -------------------------------------------------------------------------------------
+
+    async def load_certificate(self) -> None:
+        if isinstance(self.certificates, FileCertificates):
+            self.certificates.load()
+        else:
+            await self.certificates.load()
+
+    def initial_listing(self) -> None:
+        """List everything the snapshot needs (blocking: runs in a thread)."""
+        custom = client.CustomObjectsApi(self.api)
+        core = client.CoreV1Api(self.api)
+        registries = custom.list_cluster_custom_object(API_GROUP, VERSION, PLURAL)
+        namespaces = core.list_namespace()
+        try:
+            configmap = core.read_namespaced_config_map(
+                self.options.defaults_configmap, self.options.namespace
+            )
+            defaults_body: dict[str, Any] | None = {"data": configmap.data or {}}
+        except client.ApiException as error:
+            if kube.status_of(error) != 404:
+                raise
+            defaults_body = None
+        secrets = [
+            (namespace, secret.metadata.name)
+            for namespace in self.options.source_namespaces
+            for secret in core.list_namespaced_secret(namespace).items
+        ]
+        for body in registries.get("items", []):
+            self.state.upsert_registry(body)
+        for namespace in namespaces.items:
+            self.state.upsert_namespace(namespace.metadata.name, namespace.metadata.labels)
+        self.state.set_defaults(defaults_body)
+        for namespace, name in secrets:
+            self.state.set_source_secret(namespace, name, True)
+
+    def apply_webhook_configuration(self, ca_bundle: bytes | None) -> None:
+        options = self.options
+        if options.webhook_url is not None:
+            body = webhookconfig.build_webhook_configuration(
+                name=options.webhook_config_name,
+                webhook_namespace=options.namespace,
+                ca_bundle=ca_bundle,
+                url=options.webhook_url,
+                failure_policy=options.failure_policy,
+                timeout_seconds=options.timeout_seconds,
+                select_all_namespaces=options.select_all_namespaces,
+            )
+            webhookconfig.apply_webhook_configuration(self.api, body)
+        elif options.manage_ca_bundle and ca_bundle:
+            webhookconfig.sync_ca_bundle(self.api, options.webhook_config_name, ca_bundle)
+
+    def ca_bundle_changed(self, ca_bundle: bytes | None) -> None:
+        if ca_bundle and (self.options.manage_ca_bundle or self.options.webhook_url):
+            task = asyncio.get_running_loop().create_task(self._sync_ca_bundle(ca_bundle))
+            self.tasks.append(task)
+            task.add_done_callback(self.tasks.remove)
+
+    async def _sync_ca_bundle(self, ca_bundle: bytes) -> None:
+        try:
+            await asyncio.to_thread(
+                webhookconfig.sync_ca_bundle, self.api, self.options.webhook_config_name, ca_bundle
+            )
+        except Exception:
+            logger.exception("cannot update the caBundle of %s", self.options.webhook_config_name)
+
+    async def start(self) -> None:
+        """Everything before kopf: retried until the API answers, with the reason logged."""
+        await self.health.start()
+        while True:
+            try:
+                await self.load_certificate()
+                await asyncio.to_thread(self.initial_listing)
+                self.state.rebuild()
+                await asyncio.to_thread(self.apply_webhook_configuration, self.certificates.ca_bundle())
+                break
+            except CertificateError:
+                raise
+            except client.ApiException as error:
+                logger.error(
+                    "start-up: API request failed (%s %s); retrying in %ss",
+                    error.status,
+                    error.reason,
+                    STARTUP_RETRY_SECONDS,
+                )
+            except OSError as error:
+                logger.error(
+                    "start-up: cannot reach the API server (%s); retrying in %ss",
+                    error,
+                    STARTUP_RETRY_SECONDS,
+                )
+            await asyncio.sleep(STARTUP_RETRY_SECONDS)
+        self.tasks.append(asyncio.create_task(self.certificates.run(self.ca_bundle_changed)))
+        if self.options.writer:
+            self.tasks.append(asyncio.create_task(self.elector.run(self.writer.run)))
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.health.stop()
+
+
+def _days(days: float) -> Any:
+    import datetime as dt
+
+    return dt.timedelta(days=days)
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """kopf handlers: watches feed the state; one mutating handler for the kopf engine."""
+    registry = kopf.OperatorRegistry()
+    state = runtime.state
+    options = runtime.options
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.event(API_GROUP, VERSION, PLURAL, registry=registry)
+    async def registry_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
+        if type == "DELETED":
+            state.delete_registry(name)
+        else:
+            state.upsert_registry(body)
+
+    @kopf.on.event("", "v1", "namespaces", registry=registry)
+    async def namespace_event(type: str | None, name: str, labels: Mapping[str, str], **_: Any) -> None:
+        if type == "DELETED":
+            state.delete_namespace(name)
+        else:
+            state.upsert_namespace(name, labels)
+
+    def is_defaults(name: str, namespace: str, **_: Any) -> bool:
+        return name == options.defaults_configmap and namespace == options.namespace
+
+    @kopf.on.event("", "v1", "configmaps", when=is_defaults, registry=registry)
+    async def defaults_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        state.set_defaults(None if type == "DELETED" else body)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    async def secret_event(type: str | None, name: str, namespace: str, **_: Any) -> None:
+        # Only names are kept: Secret contents never leave the API except into the copies.
+        if namespace in options.source_namespaces:
+            state.set_source_secret(namespace, name, type != "DELETED")
+
+    @kopf.on.mutate("", "v1", "pods", id=webhookconfig.HANDLER_ID, registry=registry)
+    async def mutate_pod(
+        body: kopf.Body,
+        old: kopf.Body | None,
+        patch: kopf.Patch,
+        warnings: list[str],
+        operation: str | None,
+        subresource: str | None,
+        **_: Any,
+    ) -> None:
+        """The kopf engine: the same core mutation, expressed through kopf's patch object."""
+        from webhook.core.jsonpatch import apply_patch_in_place
+
+        is_create = operation == "CREATE" and not subresource
+        is_ephemeral = operation == "UPDATE" and subresource == "ephemeralcontainers"
+        snapshot = state.snapshot
+        if snapshot is None or not (is_create or is_ephemeral):
+            return
+        namespace = body.get("metadata", {}).get("namespace") or ""
+        mutation = snapshot.admit(body, namespace, old if is_ephemeral else None)
+        if mutation.patch:
+            operations = mutation.patch
+            patch.fns.append(lambda raw: apply_patch_in_place(raw, operations))
+        warnings.extend(mutation.warnings)
+
+    return registry
+
+
+def configure_logging(options: ServeOptions) -> None:
+    log_format = kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.PLAIN
+    kopf.configure(debug=options.log_level == "debug", log_format=log_format)
+    level = getattr(logging, options.log_level.upper())
+    logging.getLogger().setLevel(level)
+    # kopf's per-object INFO lines (one per watched event) would drown the admissions.
+    logging.getLogger("kopf").setLevel(max(level, logging.WARNING))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def serve(options: ServeOptions) -> None:
+    configure_logging(options)
+    configuration = kube.load_client_configuration(options.kubeconfig)
+    api = kube.api_client(configuration)
+    runtime = Runtime(options, api)
+    settings = kopf.OperatorSettings()
+    settings.admission.server = runtime.server  # type: ignore[assignment]
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    try:
+        await runtime.start()
+        await kopf.operator(
+            registry=build_registry(runtime),
+            settings=settings,
+            standalone=True,
+            clusterwide=False,
+            namespaces=list(options.source_namespaces),
+            liveness_endpoint=None,
+        )
+    finally:
+        await runtime.stop()
+
+
+def run(options: ServeOptions) -> int:
+    try:
+        asyncio.run(serve(options))
+    except CertificateError as error:
+        logger.error("%s", error)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

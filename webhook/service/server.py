@@ -1,0 +1,132 @@
+"""The HTTPS admission endpoint (a kopf webhook server) and the plain-HTTP health/metrics endpoint.
+
+kopf starts `AdmissionServer` through `settings.admission.server`. Requests to our handler's path
+are answered by `AdmissionHandler` directly from the snapshot (the "direct" engine); with the
+"kopf" engine, and for any other path, they go through kopf's generic admission machinery, which
+deep-copies and diffs the pod to build its patch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp.web
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from webhook.service import metrics
+from webhook.service.admission import AdmissionHandler
+from webhook.service.certs import ServingContext
+from webhook.service.webhookconfig import HANDLER_ID
+
+logger = logging.getLogger("webhook.server")
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # the apiserver caps objects near 1.5 MiB; a margin for review wrapping
+
+
+class AdmissionServer:
+    """A kopf webhook server (`settings.admission.server`) over our reloadable SSLContext."""
+
+    def __init__(
+        self,
+        handler: AdmissionHandler,
+        serving: ServingContext,
+        *,
+        address: str = "0.0.0.0",
+        port: int = 8443,
+        engine: str = "direct",
+        url: str | None = None,
+    ) -> None:
+        self.handler = handler
+        self.serving = serving
+        self.address = address
+        self.port = port
+        self.engine = engine
+        self.url = url or f"https://{address}:{port}"
+        self.started = asyncio.Event()
+
+    async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
+        kopf_fn = fn
+
+        async def serve(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            body = await request.read()
+            if request.match_info.get("id") == HANDLER_ID and self.engine == "direct":
+                status, payload = await self.handler.handle(body)
+                return aiohttp.web.Response(status=status, body=payload, content_type="application/json")
+            return await self._serve_kopf(kopf_fn, request, body)
+
+        app = aiohttp.web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app.router.add_post("/{id}", serve)
+        runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(
+            runner, self.address, self.port, ssl_context=self.serving.context, reuse_address=True
+        )
+        try:
+            await site.start()
+            logger.info(
+                "admission server listening on https://%s:%s/%s (engine %s)",
+                self.address,
+                self.port,
+                HANDLER_ID,
+                self.engine,
+            )
+            self.started.set()
+            yield {"url": self.url}
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    async def _serve_kopf(self, fn: Any, request: aiohttp.web.Request, body: bytes) -> aiohttp.web.Response:
+        from kopf._core.engines import admission as kopf_admission  # only on the kopf engine's path
+
+        try:
+            data = orjson.loads(body)
+            response = await fn(data, webhook=request.match_info.get("id"), headers=dict(request.headers))
+        except (orjson.JSONDecodeError, kopf_admission.WebhookError) as error:
+            metrics.REQUESTS.labels(outcome="bad_request").inc()
+            return aiohttp.web.Response(
+                status=400, body=orjson.dumps({"error": str(error)}), content_type="application/json"
+            )
+        return aiohttp.web.Response(body=orjson.dumps(response), content_type="application/json")
+
+
+class HealthServer:
+    """/healthz (the loop answers), /readyz (caches synced, certificate loaded) and /metrics over HTTP."""
+
+    def __init__(
+        self, ready: Callable[[], tuple[bool, str]], address: str = "0.0.0.0", port: int = 8080
+    ) -> None:
+        self._ready = ready
+        self.address = address
+        self.port = port
+        self._runner: aiohttp.web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = aiohttp.web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await aiohttp.web.TCPSite(self._runner, self.address, self.port, reuse_address=True).start()
+        logger.info("health and metrics on http://%s:%s", self.address, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, _: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(text="ok\n")
+
+    async def _readyz(self, _: aiohttp.web.Request) -> aiohttp.web.Response:
+        ready, reason = self._ready()
+        return aiohttp.web.Response(status=200 if ready else 503, text=reason + "\n")
+
+    async def _metrics(self, _: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(
+            body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

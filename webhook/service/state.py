@@ -1,0 +1,195 @@
+"""Watched objects -> the current Snapshot.
+
+Watch handlers call `upsert_*`/`delete_*`; a rebuild is scheduled a moment later so that a burst
+of events (the initial listing of 10,000 resources) costs one rebuild, not 10,000. Admission reads
+`state.snapshot`, a single reference replaced whole by each rebuild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+
+from webhook.core.loader import parse_defaults_configmap, parse_registry
+from webhook.core.models import DefaultsConfig, format_validation_error, load_defaults
+from webhook.core.resolver import RegistryEntry
+from webhook.core.snapshot import CompiledConfig, Snapshot
+from webhook.service import metrics
+
+logger = logging.getLogger("webhook.state")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryObject:
+    """What the writer needs of a watched ChaosImageRegistry besides its entry."""
+
+    name: str
+    generation: int
+    status: Mapping[str, Any]
+    problems: tuple[str, ...] = ()
+
+
+class ConfigState:
+    """The webhook's in-memory view of the cluster, and the snapshot built from it."""
+
+    def __init__(self, rebuild_delay: float = 0.05) -> None:
+        self.rebuild_delay = rebuild_delay
+        self._entries: dict[str, RegistryEntry] = {}
+        self.objects: dict[str, RegistryObject] = {}
+        self._namespaces: dict[str, dict[str, str]] = {}
+        self._defaults: DefaultsConfig = load_defaults()
+        self.defaults_problems: tuple[str, ...] = ()
+        self.snapshot: Snapshot | None = None
+        self.generation = 0
+        self.source_secrets: set[tuple[str, str]] = set()
+        self._pending: asyncio.TimerHandle | None = None
+        self._config: CompiledConfig | None = None
+        self._config_dirty = True
+        self._changed = asyncio.Event()
+        self._namespace_seen = asyncio.Event()
+
+    # Watched objects ---------------------------------------------------------------------------
+
+    def upsert_registry(self, body: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata") or {}
+        name = metadata.get("name")
+        if not isinstance(name, str):
+            return
+        parsed = parse_registry(body)
+        problems: tuple[str, ...] = ()
+        if isinstance(parsed, list):
+            problems = tuple(parsed)
+            self._entries.pop(name, None)
+            logger.warning("ChaosImageRegistry %s is invalid and ignored: %s", name, "; ".join(problems))
+        else:
+            self._entries[name] = RegistryEntry.from_resource(parsed)
+        self.objects[name] = RegistryObject(
+            name=name,
+            generation=int(metadata.get("generation") or 0),
+            status=dict(body.get("status") or {}),
+            problems=problems,
+        )
+        self._config_changed()
+
+    def delete_registry(self, name: str) -> None:
+        self._entries.pop(name, None)
+        self.objects.pop(name, None)
+        self._config_changed()
+
+    def upsert_namespace(self, name: str, labels: Mapping[str, str] | None) -> None:
+        new_labels = dict(labels or {})
+        if self._namespaces.get(name) == new_labels:
+            return
+        self._namespaces[name] = new_labels
+        self._schedule()
+
+    def delete_namespace(self, name: str) -> None:
+        if self._namespaces.pop(name, None) is not None:
+            self._schedule()
+
+    def set_defaults(self, body: Mapping[str, Any] | None) -> None:
+        """The defaults ConfigMap changed (None: deleted, back to built-ins). A bad one keeps the last good."""
+        if body is None:
+            self._defaults, self.defaults_problems = load_defaults(), ()
+        else:
+            override, problems = parse_defaults_configmap(body)
+            if problems:
+                self.defaults_problems = tuple(problems)
+                logger.error(
+                    "defaults ConfigMap is invalid, keeping the previous defaults: %s", "; ".join(problems)
+                )
+                return
+            try:
+                self._defaults = load_defaults(override)
+            except ValidationError as error:  # parse_defaults_configmap validated it already
+                self.defaults_problems = tuple(format_validation_error(error))
+                return
+            self.defaults_problems = ()
+        self._config_changed()
+
+    def set_source_secret(self, namespace: str, name: str, exists: bool) -> None:
+        key = (namespace, name)
+        if exists and key not in self.source_secrets:
+            self.source_secrets.add(key)
+        elif not exists and key in self.source_secrets:
+            self.source_secrets.discard(key)
+        else:
+            return
+        self._notify()
+
+    # Snapshot ----------------------------------------------------------------------------------
+
+    @property
+    def defaults(self) -> DefaultsConfig:
+        return self._defaults
+
+    @property
+    def namespaces(self) -> Mapping[str, Mapping[str, str]]:
+        return self._namespaces
+
+    def rebuild(self) -> Snapshot:
+        """Build and publish a new snapshot now."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        if self._config is None or self._config_dirty:
+            self._config = CompiledConfig(self._defaults, self._entries.values())
+            self._config_dirty = False
+        self.snapshot = Snapshot(self._config, MappingProxyType(dict(self._namespaces)))
+        self.generation += 1
+        metrics.SNAPSHOT_BUILDS.inc()
+        metrics.CONFIG_OBJECTS.labels(kind="ChaosImageRegistry").set(len(self.objects))
+        metrics.CONFIG_OBJECTS.labels(kind="Namespace").set(len(self._namespaces))
+        index = self._config.index
+        metrics.BLOCKED_RESOURCES.set(sum(1 for e in index.entries() if index.blocked(e) is not None))
+        metrics.CONFLICTING_RESOURCES.set(sum(1 for e in index.entries() if index.conflict(e) is not None))
+        self._namespace_seen.set()
+        self._namespace_seen = asyncio.Event()
+        self._notify()
+        return self.snapshot
+
+    def current(self) -> Snapshot | None:
+        return self.snapshot
+
+    async def wait_for_namespace(self, name: str, timeout: float = 1.0) -> bool:
+        """Wait up to `timeout` for a snapshot that knows namespace `name`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.snapshot is None or name not in self.snapshot.namespaces:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._namespace_seen.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    async def wait_changed(self) -> None:
+        """Return after the next change that the writer should look at."""
+        await self._changed.wait()
+        self._changed.clear()
+
+    def _config_changed(self) -> None:
+        self._config_dirty = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self.snapshot is None:
+            return  # the initial listing builds the first snapshot itself
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.call_later(self.rebuild_delay, self._rebuild_later)
+
+    def _rebuild_later(self) -> None:
+        self._pending = None
+        self.rebuild()
+
+    def _notify(self) -> None:
+        self._changed.set()

@@ -1,0 +1,160 @@
+"""The MutatingWebhookConfiguration, owned by the project (not kopf-managed).
+
+The chart renders the same object; `serve --webhook-url` creates or updates it for local runs and
+tests, and the self-managed certificate mode keeps its caBundle current.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from kubernetes import client
+
+from webhook.core.models import INJECT_LABEL, SCOPE_LABELS
+from webhook.service.kube import status_of
+
+logger = logging.getLogger("webhook.config")
+
+HANDLER_ID = "mutate-pods"
+WEBHOOK_NAME = "pods.chaosregistry.io"
+
+
+def namespace_selector(webhook_namespace: str, select_all_namespaces: bool = False) -> dict[str, Any]:
+    """Opt-in namespaces: bound to an account (unless all are selected), not opted out, never
+    kube-system nor the webhook's own namespace (a webhook that admits its own pods can lock itself out)."""
+    expressions: list[dict[str, Any]] = []
+    if not select_all_namespaces:
+        expressions.append({"key": SCOPE_LABELS[0], "operator": "Exists"})
+    expressions.append({"key": INJECT_LABEL, "operator": "NotIn", "values": ["false"]})
+    expressions.append(
+        {
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": sorted({"kube-system", webhook_namespace}),
+        }
+    )
+    return {"matchExpressions": expressions}
+
+
+def build_webhook_configuration(
+    *,
+    name: str,
+    webhook_namespace: str,
+    ca_bundle: bytes | None,
+    url: str | None = None,
+    service_name: str | None = None,
+    service_port: int = 443,
+    failure_policy: str = "Fail",
+    timeout_seconds: int = 5,
+    select_all_namespaces: bool = False,
+) -> dict[str, Any]:
+    """The object as a plain dict, ready for the API (and comparable with the chart's rendering)."""
+    if (url is None) == (service_name is None):
+        raise ValueError("exactly one of url and service_name is needed")
+    client_config: dict[str, Any]
+    if url is not None:
+        client_config = {"url": url.rstrip("/") + f"/{HANDLER_ID}"}
+    else:
+        client_config = {
+            "service": {
+                "name": service_name,
+                "namespace": webhook_namespace,
+                "path": f"/{HANDLER_ID}",
+                "port": service_port,
+            }
+        }
+    if ca_bundle:
+        client_config["caBundle"] = base64.b64encode(ca_bundle).decode("ascii")
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "chaos-registry-webhook"}},
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": client_config,
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    },
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["pods/ephemeralcontainers"],
+                        "scope": "Namespaced",
+                    },
+                ],
+                "failurePolicy": failure_policy,
+                "matchPolicy": "Equivalent",
+                "sideEffects": "None",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": timeout_seconds,
+                "namespaceSelector": namespace_selector(webhook_namespace, select_all_namespaces),
+                "objectSelector": {
+                    "matchExpressions": [{"key": INJECT_LABEL, "operator": "NotIn", "values": ["false"]}]
+                },
+            }
+        ],
+    }
+
+
+def apply_webhook_configuration(api: client.ApiClient, body: dict[str, Any]) -> None:
+    """Create the configuration, or replace an existing one with ours."""
+    admission = client.AdmissionregistrationV1Api(api)
+    name = body["metadata"]["name"]
+    try:
+        existing = admission.read_mutating_webhook_configuration(name)
+    except client.ApiException as error:
+        if status_of(error) != 404:
+            raise
+        admission.create_mutating_webhook_configuration(body)
+        logger.info("created MutatingWebhookConfiguration %s", name)
+        return
+    body = {**body, "metadata": {**body["metadata"], "resourceVersion": existing.metadata.resource_version}}
+    admission.replace_mutating_webhook_configuration(name, body)
+    logger.info("updated MutatingWebhookConfiguration %s", name)
+
+
+def sync_ca_bundle(api: client.ApiClient, name: str, ca_bundle: bytes) -> bool:
+    """Set caBundle on every webhook of configuration `name`; True when something changed.
+
+    A missing configuration is not an error: the chart may not have created it yet.
+    """
+    admission = client.AdmissionregistrationV1Api(api)
+    encoded = base64.b64encode(ca_bundle).decode("ascii")
+    try:
+        existing = admission.read_mutating_webhook_configuration(name)
+    except client.ApiException as error:
+        if status_of(error) == 404:
+            return False
+        raise
+    patch = [
+        {
+            "op": "replace" if hook.client_config.ca_bundle else "add",
+            "path": f"/webhooks/{index}/clientConfig/caBundle",
+            "value": encoded,
+        }
+        for index, hook in enumerate(existing.webhooks or [])
+        if hook.client_config.ca_bundle != encoded
+    ]
+    if not patch:
+        return False
+    admission.api_client.call_api(
+        f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}",
+        "PATCH",
+        header_params={"Content-Type": "application/json-patch+json", "Accept": "application/json"},
+        body=patch,
+        auth_settings=["BearerToken"],
+        response_type="object",
+        _return_http_data_only=True,
+    )
+    logger.info("updated caBundle of MutatingWebhookConfiguration %s", name)
+    return True
