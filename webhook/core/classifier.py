@@ -56,7 +56,12 @@ class PodClassifier:
 
     def __init__(self, defaults: DefaultsConfig) -> None:
         self._rules: tuple[ChaosPodRule, ...] = tuple(rule for rule in defaults.chaos_pods if rule.enabled)
-        self._component_of_repository = {entry.repository: entry.component for entry in defaults.catalog}
+        # A repository belongs to its component and to its helper component (ddcrFault and ddcrLib):
+        # a rule may name either.
+        self._components_of_repository = {
+            entry.repository: frozenset(c for c in (entry.component, entry.helper_component) if c)
+            for entry in defaults.catalog
+        }
         self._helper_markers = tuple(defaults.helper_pod_name_contains)
 
     def matching_rule(self, pod: Mapping[str, Any]) -> str | None:
@@ -104,7 +109,5 @@ class PodClassifier:
                     continue
                 reference = parse_reference(image)
                 if isinstance(reference, ImageReference):
-                    component = self._component_of_repository.get(reference.repository)
-                    if component is not None:
-                        found.add(component)
+                    found.update(self._components_of_repository.get(reference.repository, ()))
         return found

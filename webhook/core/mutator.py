@@ -53,6 +53,11 @@ class Rewriter:
         self.effective = effective
         self._catalog = catalog
         self._cache: dict[tuple[str, bool], Target] = {}
+        # Custom images are used verbatim, so one whose repository is not in the catalog is already a
+        # target (else a second pass would move it to <server>/<account>/<repository>).
+        self._custom_targets = (
+            frozenset(effective.custom_images.values()) if effective.custom_enabled else frozenset()
+        )
 
     def target(self, image: str, helper: bool) -> Target:
         key = (image, helper)
@@ -71,6 +76,8 @@ class Rewriter:
         component = None
         if entry is not None:
             component = entry.helper_component if helper and entry.helper_component else entry.component
+        if component is None and image in self._custom_targets:
+            return Target(None, None, None)
         effective = self.effective
         warning = None
         new_image = None
@@ -85,7 +92,15 @@ class Rewriter:
             new_image = _join_image(
                 effective.server, effective.account, reference.repository, reference.tag, reference.digest
             )
-        if new_image == image or parse_reference(new_image) == reference:
+        rewritten = parse_reference(new_image)
+        if not isinstance(rewritten, ImageReference):  # e.g. server + account + path over 255 characters
+            return Target(
+                None,
+                component,
+                f"image {image!r} left unchanged: under registry {effective.server} it would be invalid: "
+                f"{rewritten.reason}",
+            )
+        if new_image == image or rewritten == reference:
             return Target(None, component, warning)
         return Target(new_image, component, warning)
 

@@ -8,6 +8,7 @@ worker threads so the event loop, and so admission, never waits on it.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from kubernetes import client, config
 
@@ -25,6 +26,30 @@ def load_client_configuration(kubeconfig: str | None = None) -> client.Configura
 
 def api_client(configuration: client.Configuration | None = None) -> client.ApiClient:
     return client.ApiClient(configuration or client.Configuration.get_default_copy())
+
+
+def connection_info(configuration: client.Configuration) -> Any:
+    """The same credentials as kopf's ConnectionInfo, so kopf's watches and our writes act alike."""
+    import kopf
+
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, token = None, None
+    if header:
+        parts = header.split(" ", 1)
+        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 def status_of(error: BaseException) -> int | None:

@@ -209,8 +209,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     options = runtime.options
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> Any:
-        return kopf.login_via_client(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # Read afresh on every (re-)login: in-cluster tokens are rotated.
+        return kube.connection_info(kube.load_client_configuration(options.kubeconfig))
 
     @kopf.on.event(API_GROUP, VERSION, PLURAL, registry=registry)
     async def registry_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
