@@ -333,7 +333,7 @@ def registry_server_error(server: str) -> str | None:
     _, colon, port = port.rpartition(":")
     # len() first: int() refuses digit strings longer than sys.get_int_max_str_digits().
     if colon and (len(port) > 5 or not 0 < int(port) < 65536):
-        return f"registry server port {port} is out of range (1-65535)"
+        return f"registry server port {_quote(port)} is out of range (1-65535)"
     if slash:
         problem = _path_problem(path, "registry server path")
         if problem is not None:
