@@ -462,13 +462,13 @@ class ControlPlane:
 
     def _write_pki(self) -> None:
         pki = self.root_dir / "pki"
-        serving_ca = CertificateAuthority("controlplane-serving-ca")
+        serving_ca = CertificateAuthority.generate("controlplane-serving-ca")
         serving_ca.write(self.ca_file)
         serving_ca.issue_server(
             "kube-apiserver",
             [_HOST, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
         ).write(pki / "apiserver.crt", pki / "apiserver.key")
-        client_ca = CertificateAuthority("controlplane-client-ca")
+        client_ca = CertificateAuthority.generate("controlplane-client-ca")
         client_ca.write(self.client_ca_file)
         client_ca.issue_client("admin", groups=["system:masters"]).write(
             self.client_cert_file, self.client_key_file

@@ -97,7 +97,7 @@ class WebhookServer:
 
     def __init__(self, handler: AdmissionHandler = allow) -> None:
         self.handler = handler
-        self.ca = CertificateAuthority("e2e-webhook-ca")
+        self.ca = CertificateAuthority.generate("e2e-webhook-ca")
         self._serving = self.ca.issue_server("e2e-webhook", ["127.0.0.1", "localhost"])
         self._reviews: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
