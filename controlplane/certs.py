@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from webhook.service.pki import CertificateAuthority, KeyPair, new_key, private_key_pem, public_key_pem, write_file
+from webhook.service.pki import (
+    CertificateAuthority,
+    KeyPair,
+    new_key,
+    private_key_pem,
+    public_key_pem,
+    write_file,
+)
 
 __all__ = [
     "CertificateAuthority",

@@ -100,7 +100,9 @@ class WebhookProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise WebhookProcessError(f"chaos-registry serve exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise WebhookProcessError(
+                    f"chaos-registry serve exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 if self.get("/readyz")[0] == 200:
                     return

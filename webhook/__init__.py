@@ -1,4 +1,4 @@
-"""chaos-registry-webhook: every chaos-experiment pod pulls its images from the registry its organisation chose.
+"""chaos-registry-webhook: every chaos-experiment pod pulls its images from its organisation's registry.
 
 `webhook.core` is the pure engine (parsing, resolution, mutation), `webhook.cli` the offline
 command line, `webhook.service` the kopf operator and admission server that wrap the core.

@@ -224,7 +224,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaos-registry",
-        description="Make every chaos-experiment pod pull its images from the registry its organisation chose.",
+        description="Make every chaos-experiment pod pull its images from its organisation's registry.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -32,6 +32,17 @@ from webhook.core.snapshot import CompiledConfig, Snapshot
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+class _KubernetesLoader(yaml.SafeLoader):
+    """YAML as Kubernetes reads it: an unquoted timestamp stays the string it is (kubectl would send it
+    as written), instead of becoming a datetime that JSON output cannot hold."""
+
+
+_KubernetesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 class ConfigError(Exception):
     """Bad input; `problems` holds one line each, already naming file and field."""
 
@@ -81,7 +92,8 @@ def load_documents(path: str) -> list[Any]:
     """Every YAML (or JSON) document in one file; empty documents are skipped."""
     text = read_text(path)
     try:
-        return [document for document in yaml.safe_load_all(text) if document is not None]
+        documents = yaml.load_all(text, Loader=_KubernetesLoader)
+        return [document for document in documents if document is not None]
     except yaml.YAMLError as error:
         raise ConfigError([f"{path}: {_yaml_problem(error)}"]) from None
 

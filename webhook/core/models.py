@@ -256,9 +256,9 @@ class ChaosPodRule(_Model):
 class DefaultRegistry(RegistrySpec):
     """The root of resolution: server, account and type must be known."""
 
-    server: str = Field(max_length=255)  # type: ignore[assignment]
-    account: str = Field(max_length=255)  # type: ignore[assignment]
-    type: RegistryType = "Public"  # type: ignore[assignment]
+    server: str = Field(max_length=255)
+    account: str = Field(max_length=255)
+    type: RegistryType = "Public"
 
 
 class DefaultsConfig(_Model):

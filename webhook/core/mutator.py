@@ -198,7 +198,12 @@ def mutate_pod(
                         continue
                     var_name = variable.get("name")
                     value = variable.get("value")
-                    if var_name not in env_vars or not isinstance(value, str) or not value:
+                    if (
+                        not isinstance(var_name, str)
+                        or var_name not in env_vars
+                        or not isinstance(value, str)
+                        or not value
+                    ):
                         continue
                     helper = env_vars[var_name] or helper_pod
                     key = f"{name}/env/{var_name}"

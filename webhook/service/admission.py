@@ -132,10 +132,13 @@ class AdmissionHandler:
             return 400, orjson.dumps({"error": str(error)})
         try:
             response, outcome = self._review(request)
-            if outcome == "namespace_unknown" and self._wait_for_namespace is not None:
-                # A namespace created a moment ago: give the watch a moment to deliver it.
-                if await self._wait_for_namespace(request.namespace):
-                    response, outcome = self._review(request)
+            # A namespace created a moment ago: give the watch a moment to deliver it.
+            if (
+                outcome == "namespace_unknown"
+                and self._wait_for_namespace is not None
+                and await self._wait_for_namespace(request.namespace)
+            ):
+                response, outcome = self._review(request)
         except Exception:
             logger.exception("admission handler failed for request uid=%s", request.uid)
             metrics.record_request("error", time.perf_counter() - started)

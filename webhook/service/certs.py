@@ -188,7 +188,9 @@ class SecretCertificates:
                 name=self.secret_name,
                 namespace=self.namespace,
                 labels={"app.kubernetes.io/managed-by": "chaos-registry-webhook"},
-                resource_version=existing.metadata.resource_version if existing else None,
+                resource_version=existing.metadata.resource_version
+                if existing and existing.metadata
+                else None,
             ),
             type="kubernetes.io/tls",
             data=encoded,

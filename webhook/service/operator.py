@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
@@ -103,7 +103,7 @@ class Runtime:
         """List everything the snapshot needs (blocking: runs in a thread)."""
         custom = client.CustomObjectsApi(self.api)
         core = client.CoreV1Api(self.api)
-        registries = custom.list_cluster_custom_object(API_GROUP, VERSION, PLURAL)
+        registries = cast(dict[str, Any], custom.list_cluster_custom_object(API_GROUP, VERSION, PLURAL))
         namespaces = core.list_namespace()
         try:
             configmap = core.read_namespaced_config_map(
@@ -115,17 +115,19 @@ class Runtime:
                 raise
             defaults_body = None
         secrets = [
-            (namespace, secret.metadata.name)
-            for namespace in self.options.source_namespaces
-            for secret in core.list_namespaced_secret(namespace).items
+            (source, secret.metadata.name)
+            for source in self.options.source_namespaces
+            for secret in core.list_namespaced_secret(source).items
+            if secret.metadata and secret.metadata.name
         ]
         for body in registries.get("items", []):
             self.state.upsert_registry(body)
-        for namespace in namespaces.items:
-            self.state.upsert_namespace(namespace.metadata.name, namespace.metadata.labels)
+        for item in namespaces.items:
+            if item.metadata and item.metadata.name:
+                self.state.upsert_namespace(item.metadata.name, item.metadata.labels)
         self.state.set_defaults(defaults_body)
-        for namespace, name in secrets:
-            self.state.set_source_secret(namespace, name, True)
+        for source, name in secrets:
+            self.state.set_source_secret(source, name, True)
 
     def apply_webhook_configuration(self, ca_bundle: bytes | None) -> None:
         options = self.options
@@ -211,7 +213,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         # Read afresh on every (re-)login: in-cluster tokens are rotated.
-        return kube.connection_info(kube.load_client_configuration(options.kubeconfig))
+        info: kopf.ConnectionInfo = kube.connection_info(kube.load_client_configuration(options.kubeconfig))
+        return info
 
     @kopf.on.event(API_GROUP, VERSION, PLURAL, registry=registry)
     async def registry_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
@@ -227,7 +230,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         else:
             state.upsert_namespace(name, labels)
 
-    def is_defaults(name: str, namespace: str, **_: Any) -> bool:
+    def is_defaults(*, name: str, namespace: str | None, **_: Any) -> bool:
         return name == options.defaults_configmap and namespace == options.namespace
 
     @kopf.on.event("", "v1", "configmaps", when=is_defaults, registry=registry)
@@ -235,19 +238,19 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         state.set_defaults(None if type == "DELETED" else body)
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
-    async def secret_event(type: str | None, name: str, namespace: str, **_: Any) -> None:
+    async def secret_event(type: str | None, name: str, namespace: str | None, **_: Any) -> None:
         # Only names are kept: Secret contents never leave the API except into the copies.
-        if namespace in options.source_namespaces:
+        if namespace is not None and namespace in options.source_namespaces:
             state.set_source_secret(namespace, name, type != "DELETED")
 
     @kopf.on.mutate("", "v1", "pods", id=webhookconfig.HANDLER_ID, registry=registry)
     async def mutate_pod(
         body: kopf.Body,
-        old: kopf.Body | None,
         patch: kopf.Patch,
         warnings: list[str],
-        operation: str | None,
         subresource: str | None,
+        old: kopf.Body | None = None,
+        operation: str | None = None,
         **_: Any,
     ) -> None:
         """The kopf engine: the same core mutation, expressed through kopf's patch object."""

@@ -94,7 +94,7 @@ class ConfigState:
             self._schedule()
 
     def set_defaults(self, body: Mapping[str, Any] | None) -> None:
-        """The defaults ConfigMap changed (None: deleted, back to built-ins). A bad one keeps the last good."""
+        """The defaults ConfigMap changed (None: deleted, back to built-ins); a bad one keeps the previous."""
         if body is None:
             self._defaults, self.defaults_problems = load_defaults(), ()
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 
@@ -115,11 +115,12 @@ def apply_webhook_configuration(api: client.ApiClient, body: dict[str, Any]) -> 
     except client.ApiException as error:
         if status_of(error) != 404:
             raise
-        admission.create_mutating_webhook_configuration(body)
+        admission.create_mutating_webhook_configuration(cast(Any, body))
         logger.info("created MutatingWebhookConfiguration %s", name)
         return
-    body = {**body, "metadata": {**body["metadata"], "resourceVersion": existing.metadata.resource_version}}
-    admission.replace_mutating_webhook_configuration(name, body)
+    version = existing.metadata.resource_version if existing.metadata else None
+    body = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+    admission.replace_mutating_webhook_configuration(name, cast(Any, body))
     logger.info("updated MutatingWebhookConfiguration %s", name)
 
 
