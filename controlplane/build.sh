@@ -8,8 +8,8 @@ KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.5}"        # the etcd that Kubernetes ${KUBERNETES_VERSION} pins
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${CONTROLPLANE_CACHE:-$ROOT/.cache/controlplane}"
+# Outside the checkout, so every clone on this machine (CI clones afresh) reuses one build.
+CACHE="${CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chaos-registry-webhook/controlplane}"
 BIN="$CACHE/bin/k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
 
 fail() { echo "controlplane build: $*" >&2; exit 1; }
