@@ -132,9 +132,12 @@ def _explain_text(document: dict[str, Any]) -> str:
         lines.append(f"  {name + ':':<{width}} {value!s:<{value_width}}  from {item['from']}")
     custom = document["customImages"]
     lines.append("customImages:")
-    lines.append(f"  enabled: {str(custom['enabled']['value']).lower()}  from {custom['enabled']['from']}")
-    for component, item in custom["images"].items():
-        lines.append(f"  {component}: {item['value']}  from {item['from']}")
+    rows = [("enabled", str(custom["enabled"]["value"]).lower(), custom["enabled"]["from"])]
+    rows += [(component, item["value"], item["from"]) for component, item in custom["images"].items()]
+    name_width = max(len(name) for name, _, _ in rows) + 1
+    value_width = max(len(value) for _, value, _ in rows)
+    for name, value, source in rows:
+        lines.append(f"  {name + ':':<{name_width}} {value:<{value_width}}  from {source}")
     applied = ", ".join(document["applied"]) or "none (built-in defaults only)"
     lines.append(f"applied: {applied}")
     blocked = document["blocked"] + document["blockedBelow"]
