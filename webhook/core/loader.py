@@ -171,8 +171,8 @@ def load_config(paths: Iterable[str]) -> LoadedConfig:
             if component not in defaults.component_names:
                 known = ", ".join(sorted(defaults.component_names))
                 problems.append(
-                    f"{loaded.sources[f'{KIND}/{registry.name}']}: spec.customImages.images.{component}: "
-                    f"unknown component (known: {known})"
+                    f"{loaded.sources[f'{KIND}/{registry.name}']} ({KIND} {registry.name}): "
+                    f"spec.customImages.images.{component}: unknown component (known: {known})"
                 )
     if problems:
         raise ConfigError(problems)
