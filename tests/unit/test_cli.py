@@ -310,6 +310,19 @@ def test_explain_json() -> None:
         }
     ]
     assert document["problems"] == []
+    assert document["notes"] == []
+
+
+def test_explain_says_when_pods_of_a_scope_are_left_alone() -> None:
+    code, out, _ = cli("explain", "-c", CONFIG, "--scope", "globex", "-o", "json")
+    assert code == EXIT_OK
+    assert json.loads(out)["notes"] == [
+        "no ChaosImageRegistry covers scope globex: its chaos pods are admitted unchanged "
+        "(rewriteUnconfiguredScopes in the defaults would apply the registry above)"
+    ]
+    code, out, _ = cli("explain", "-c", CONFIG, "--namespace", "opted-out")
+    assert code == EXIT_OK
+    assert "note: namespace opted-out is opted out (chaosregistry.io/inject=false)" in out
 
 
 def test_explain_unknown_namespace_warns(tmp_path: Path) -> None:

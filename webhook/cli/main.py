@@ -13,10 +13,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from webhook.core.classifier import scope_from_labels
+from webhook.core.classifier import opted_out, scope_from_labels
 from webhook.core.jsonpatch import apply_patch
 from webhook.core.loader import ConfigError, LoadedConfig, load_config, load_documents
-from webhook.core.models import Scope
+from webhook.core.models import INJECT_LABEL, Scope
 from webhook.core.resolver import REGISTRY_FIELDS, Effective
 from webhook.service.options import add_serve_arguments, options_from_args, validate_options
 
@@ -85,7 +85,9 @@ def _explain_scope(args: argparse.Namespace, loaded: LoadedConfig, err: TextIO) 
     return binding.scope
 
 
-def explain_document(effective: Effective, blocked_below: list[dict[str, str]]) -> dict[str, Any]:
+def explain_document(
+    effective: Effective, blocked_below: list[dict[str, str]], notes: Sequence[str] = ()
+) -> dict[str, Any]:
     """The explanation as plain data (printed as text, or as JSON with -o json)."""
     registry = {
         key.split(".", 1)[1]: {"value": getattr(effective, attribute), "from": effective.provenance[key]}
@@ -119,6 +121,7 @@ def explain_document(effective: Effective, blocked_below: list[dict[str, str]]) 
         ],
         "blockedBelow": blocked_below,
         "problems": list(effective.problems),
+        "notes": list(notes),
     }
 
 
@@ -152,6 +155,8 @@ def _explain_text(document: dict[str, Any]) -> str:
         lines.append("blocked: none")
     for problem in document["problems"]:
         lines.append(f"problem: {problem}")
+    for note in document["notes"]:
+        lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
 
 
@@ -171,7 +176,17 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     "blockerScope": str(blocked.blocker_scope),
                 }
             )
-    document = explain_document(effective, blocked_below)
+    notes = []
+    if args.namespace is not None and opted_out(loaded.namespaces.get(args.namespace)):
+        notes.append(
+            f"namespace {args.namespace} is opted out ({INJECT_LABEL}=false): its pods are never mutated"
+        )
+    if not effective.applied and not config.defaults.rewrite_unconfigured_scopes:
+        notes.append(
+            f"no ChaosImageRegistry covers scope {scope}: its chaos pods are admitted unchanged "
+            "(rewriteUnconfiguredScopes in the defaults would apply the registry above)"
+        )
+    document = explain_document(effective, blocked_below, notes)
     out.write(json.dumps(document, indent=2) + "\n" if args.output == "json" else _explain_text(document))
     return EXIT_OK
 
