@@ -53,8 +53,7 @@ class Rewriter:
         self.effective = effective
         self._catalog = catalog
         self._cache: dict[tuple[str, bool], Target] = {}
-        # Custom images are used verbatim, so one whose repository is not in the catalog is already a
-        # target (else a second pass would move it to <server>/<account>/<repository>).
+        # Custom images are used verbatim, so each one is already a target, whatever its repository.
         self._custom_targets = (
             frozenset(effective.custom_images.values()) if effective.custom_enabled else frozenset()
         )
@@ -76,8 +75,11 @@ class Rewriter:
         component = None
         if entry is not None:
             component = entry.helper_component if helper and entry.helper_component else entry.component
-        if component is None and image in self._custom_targets:
-            return Target(None, None, None)
+        if image in self._custom_targets:
+            # Else a second pass with no record of the original (an ephemeral container, a duplicate env
+            # name) would move it again: to <server>/<account>/<repository>, or to the custom image of
+            # the component its repository names (a custom ddcr image in a go-runner repository).
+            return Target(None, component, None)
         effective = self.effective
         warning = None
         new_image = None

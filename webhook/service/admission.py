@@ -181,7 +181,9 @@ class AdmissionHandler:
         for rewrite in mutation.rewrites:
             metrics.REWRITES.labels(component=rewrite.component or "other").inc()
         if logger.isEnabledFor(logging.DEBUG):
-            metadata = request.pod.get("metadata") or {}
+            metadata = request.pod.get("metadata")
+            if not isinstance(metadata, Mapping):  # any JSON value: a bad pod must not fail the request
+                metadata = {}
             logger.debug(
                 "admission uid=%s namespace=%s pod=%s operation=%s chaos=%s reason=%s scope=%s rewrites=%d "
                 "dryRun=%s",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -19,8 +20,8 @@ import kopf
 from kubernetes import client
 
 from webhook.core.models import API_GROUP, PLURAL
-from webhook.service import kube, webhookconfig
-from webhook.service.admission import AdmissionHandler
+from webhook.service import kube, metrics, webhookconfig
+from webhook.service.admission import WARNING_PREFIX, AdmissionHandler, _warnings
 from webhook.service.certs import CertificateError, FileCertificates, SecretCertificates, ServingContext
 from webhook.service.leader import LeaseElector
 from webhook.service.options import ServeOptions
@@ -243,7 +244,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         if namespace is not None and namespace in options.source_namespaces:
             state.set_source_secret(namespace, name, type != "DELETED")
 
-    @kopf.on.mutate("", "v1", "pods", id=webhookconfig.HANDLER_ID, registry=registry)
+    # subresource="*": kopf matches a handler's subresource exactly (None is the pod itself), and
+    # ephemeral containers arrive as an UPDATE of pods/ephemeralcontainers.
+    @kopf.on.mutate("", "v1", "pods", id=webhookconfig.HANDLER_ID, subresource="*", registry=registry)
     async def mutate_pod(
         body: kopf.Body,
         patch: kopf.Patch,
@@ -253,22 +256,62 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         operation: str | None = None,
         **_: Any,
     ) -> None:
-        """The kopf engine: the same core mutation, expressed through kopf's patch object."""
+        """The kopf engine: the same core mutation and failure answers as the direct engine,
+        expressed through kopf's patch object (the request uid is not available here)."""
         from webhook.core.jsonpatch import apply_patch_in_place
 
+        started = time.perf_counter()
         is_create = operation == "CREATE" and not subresource
         is_ephemeral = operation == "UPDATE" and subresource == "ephemeralcontainers"
-        snapshot = state.snapshot
-        if snapshot is None or not (is_create or is_ephemeral):
+        if not (is_create or is_ephemeral):
+            metrics.record_request("ignored", time.perf_counter() - started)
             return
         namespace = body.get("metadata", {}).get("namespace") or ""
-        mutation = snapshot.admit(body, namespace, old if is_ephemeral else None)
+        snapshot = state.snapshot
+        if snapshot is not None and namespace not in snapshot.namespaces:
+            # A namespace created a moment ago: give the watch a moment to deliver it (never guess
+            # its scope: an unknown namespace would fall back to the default account).
+            await state.wait_for_namespace(namespace)
+            snapshot = state.snapshot
+        try:
+            if snapshot is None:
+                raise _Unavailable("not_ready", "configuration caches are not synced yet")
+            if namespace not in snapshot.namespaces:
+                reason = f"namespace {namespace!r} is not in the webhook's cache yet"
+                raise _Unavailable("namespace_unknown", reason)
+            try:
+                mutation = snapshot.admit(body, namespace, old if is_ephemeral else None)
+            except Exception as error:
+                name = body.get("metadata", {}).get("name") or body.get("metadata", {}).get("generateName")
+                logger.exception("admission handler failed for pod %s/%s", namespace, name)
+                raise _Unavailable("error", "internal error in the webhook") from error
+        except _Unavailable as failure:
+            metrics.record_request(failure.outcome, time.perf_counter() - started)
+            if options.failure_policy == "Ignore":
+                warnings.append(
+                    f"{WARNING_PREFIX}{failure.reason}: pod admitted unchanged (failurePolicy Ignore)"
+                )
+                return
+            raise kopf.AdmissionError(f"chaos-registry-webhook: {failure.reason}; retry", code=500) from None
         if mutation.patch:
             operations = mutation.patch
             patch.fns.append(lambda raw: apply_patch_in_place(raw, operations))
-        warnings.extend(mutation.warnings)
+        warnings.extend(_warnings(mutation))
+        for rewrite in mutation.rewrites:
+            metrics.REWRITES.labels(component=rewrite.component or "other").inc()
+        outcome = "skipped" if not mutation.chaos else "mutated" if mutation.patch else "unchanged"
+        metrics.record_request(outcome, time.perf_counter() - started)
 
     return registry
+
+
+class _Unavailable(Exception):
+    """The kopf engine cannot mutate this pod: answered per failure policy."""
+
+    def __init__(self, outcome: str, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
 
 
 def configure_logging(options: ServeOptions) -> None:

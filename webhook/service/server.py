@@ -18,7 +18,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhook.service import metrics
-from webhook.service.admission import AdmissionHandler
+from webhook.service.admission import AdmissionHandler, AdmissionRequestError, parse_review
 from webhook.service.certs import ServingContext
 from webhook.service.webhookconfig import HANDLER_ID
 
@@ -84,14 +84,25 @@ class AdmissionServer:
         from kopf._core.engines import admission as kopf_admission  # only on the kopf engine's path
 
         try:
+            # The direct engine's checks first: kopf accepts a wrong kind, apiVersion, uid or operation,
+            # and crashes (HTTP 500) on a body that is not an object or has no request.resource.
+            admission_request = parse_review(body)
             data = orjson.loads(body)
             response = await fn(data, webhook=request.match_info.get("id"), headers=dict(request.headers))
-        except (orjson.JSONDecodeError, kopf_admission.WebhookError) as error:
-            metrics.REQUESTS.labels(outcome="bad_request").inc()
-            return aiohttp.web.Response(
-                status=400, body=orjson.dumps({"error": str(error)}), content_type="application/json"
-            )
+        except (AdmissionRequestError, kopf_admission.WebhookError) as error:
+            return self._bad_request(str(error))
+        except (KeyError, TypeError, AttributeError) as error:
+            # Raised by kopf while reading the review (handler errors are kopf's outcomes, not these).
+            logger.warning("malformed admission request uid=%s: %r", admission_request.uid, error)
+            return self._bad_request(f"request {admission_request.uid}: malformed AdmissionReview: {error!r}")
         return aiohttp.web.Response(body=orjson.dumps(response), content_type="application/json")
+
+    @staticmethod
+    def _bad_request(message: str) -> aiohttp.web.Response:
+        metrics.REQUESTS.labels(outcome="bad_request").inc()
+        return aiohttp.web.Response(
+            status=400, body=orjson.dumps({"error": message}), content_type="application/json"
+        )
 
 
 class HealthServer:

@@ -31,7 +31,9 @@ GROUP, VERSION, PLURAL = "chaosregistry.io", "v1alpha1", "chaosimageregistries"
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(
+    check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll `check` until it returns something truthy; fail the test with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -46,15 +48,21 @@ def wait_for(check: Callable[[], T | None], timeout: float = 10.0, interval: flo
 @pytest.fixture(scope="session")
 def crd(control_plane: ControlPlane) -> None:
     control_plane.kubectl("apply", "-f", str(CRD_FILE))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/chaosimageregistries.chaosregistry.io")
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", "crd/chaosimageregistries.chaosregistry.io"
+    )
     if control_plane.kubectl("get", "namespace", WEBHOOK_NAMESPACE, check=False).returncode != 0:
         control_plane.kubectl("create", "namespace", WEBHOOK_NAMESPACE)
 
 
 @pytest.fixture(scope="session")
-def webhook(control_plane: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookProcess]:
+def webhook(
+    control_plane: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookProcess]:
     log = tmp_path_factory.mktemp("webhook") / "serve.log"
-    process = WebhookProcess(control_plane.kubeconfig, log, extra_args=["--log-level", "debug", "--resync-interval", "2"])
+    process = WebhookProcess(
+        control_plane.kubeconfig, log, extra_args=["--log-level", "debug", "--resync-interval", "2"]
+    )
     with process:
         wait_until_admitting(control_plane)
         yield process
@@ -132,7 +140,9 @@ class Cluster:
         return created
 
     def get_registry(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, f"{self.account}-{name}")
+        result: dict[str, Any] = self.custom.get_cluster_custom_object(
+            GROUP, VERSION, PLURAL, f"{self.account}-{name}"
+        )
         return result
 
     def patch_registry(self, name: str, patch: dict[str, Any]) -> None:

@@ -12,9 +12,11 @@ def test_ddcr_fault_pod_is_rewritten_and_ordinary_pod_untouched(cluster: Cluster
     namespace = cluster.namespace()
     time.sleep(0.3)  # the watch delivers the new namespace and registry to the webhook
     fault = wait_for(
-        lambda: (pod := cluster.create_pod(namespace, "examples/pods/hce-fault.yaml", dry_run=True))
-        and images(pod)["fault"].startswith("registry.acme.corp")
-        and pod,
+        lambda: (
+            (pod := cluster.create_pod(namespace, "examples/pods/hce-fault.yaml", dry_run=True))
+            and images(pod)["fault"].startswith("registry.acme.corp")
+            and pod
+        ),
         what="the fault pod to be rewritten",
     )
     assert images(fault) == {
