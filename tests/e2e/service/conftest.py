@@ -10,6 +10,7 @@ resolve for each other's namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -163,15 +164,11 @@ class Cluster:
 
     def cleanup(self) -> None:
         for name in self._registries:
-            try:
+            with contextlib.suppress(kubernetes.client.ApiException):
                 self.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-            except kubernetes.client.ApiException:
-                pass
         for name in self._namespaces:
-            try:
+            with contextlib.suppress(kubernetes.client.ApiException):
                 self.core.delete_namespace(name)
-            except kubernetes.client.ApiException:
-                pass
 
 
 @pytest.fixture
