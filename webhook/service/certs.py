@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import shutil
 import ssl
 import tempfile
 from collections.abc import Callable, Sequence
@@ -38,7 +39,6 @@ class ServingContext:
     def __init__(self) -> None:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._dir = Path(tempfile.mkdtemp(prefix="chaos-registry-tls-"))
         self.fingerprint: str | None = None
         self.not_after: dt.datetime | None = None
 
@@ -52,9 +52,14 @@ class ServingContext:
         if fingerprint == self.fingerprint:
             return False
         pair = KeyPair.from_pem(cert_pem, key_pem)
-        # load_cert_chain reads files only; a private folder, rewritten on each rotation.
-        cert_path, key_path = pair.write(self._dir / "tls.crt", self._dir / "tls.key")
-        self.context.load_cert_chain(cert_path, key_path)
+        # load_cert_chain reads files only: written to a private folder, removed once loaded, so no
+        # key stays on disk and no folder piles up in /tmp.
+        folder = Path(tempfile.mkdtemp(prefix="chaos-registry-tls-"))
+        try:
+            cert_path, key_path = pair.write(folder / "tls.crt", folder / "tls.key")
+            self.context.load_cert_chain(cert_path, key_path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         self.fingerprint = fingerprint
         self.not_after = pair.not_after
         metrics.CERTIFICATE_EXPIRY.set(pair.not_after.timestamp())

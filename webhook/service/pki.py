@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Clocks of the processes that check certificates can lag a little behind ours.
@@ -25,7 +25,11 @@ def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+# Generated keys are ECDSA; keys given by users (cert-manager, files) may also be RSA.
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def private_key_pem(key: PrivateKey) -> bytes:
     """PKCS#8, unencrypted: what Go's tls.LoadX509KeyPair and Python's ssl expect."""
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -75,7 +79,7 @@ class KeyPair:
     """A certificate with its private key."""
 
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
 
     @property
     def cert_pem(self) -> bytes:
@@ -110,8 +114,8 @@ class KeyPair:
         """Load a pair; raises ValueError when either does not parse or they do not match."""
         cert = x509.load_pem_x509_certificate(cert_pem)
         key = serialization.load_pem_private_key(key_pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("private key is not an ECDSA key")
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("private key is neither ECDSA nor RSA")
         if cert.public_key() != key.public_key():
             raise ValueError("certificate and private key do not match")
         return cls(cert=cert, key=key)
@@ -150,7 +154,7 @@ class CertificateAuthority:
         return self.pair.cert
 
     @property
-    def key(self) -> ec.EllipticCurvePrivateKey:
+    def key(self) -> PrivateKey:
         return self.pair.key
 
     @property

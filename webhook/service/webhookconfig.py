@@ -148,14 +148,6 @@ def sync_ca_bundle(api: client.ApiClient, name: str, ca_bundle: bytes) -> bool:
     ]
     if not patch:
         return False
-    admission.api_client.call_api(
-        f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}",
-        "PATCH",
-        header_params={"Content-Type": "application/json-patch+json", "Accept": "application/json"},
-        body=patch,
-        auth_settings=["BearerToken"],
-        response_type="object",
-        _return_http_data_only=True,
-    )
+    admission.patch_mutating_webhook_configuration(name, patch, _content_type="application/json-patch+json")
     logger.info("updated caBundle of MutatingWebhookConfiguration %s", name)
     return True
