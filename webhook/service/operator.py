@@ -242,7 +242,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     async def secret_event(type: str | None, name: str, namespace: str | None, **_: Any) -> None:
         # Only names are kept: Secret contents never leave the API except into the copies.
         if namespace is not None and namespace in options.source_namespaces:
-            state.set_source_secret(namespace, name, type != "DELETED")
+            state.set_source_secret(namespace, name, type != "DELETED", modified=type == "MODIFIED")
 
     # subresource="*": kopf matches a handler's subresource exactly (None is the pod itself), and
     # ephemeral containers arrive as an UPDATE of pods/ephemeralcontainers.

@@ -113,14 +113,17 @@ class ConfigState:
             self.defaults_problems = ()
         self._config_changed()
 
-    def set_source_secret(self, namespace: str, name: str, exists: bool) -> None:
+    def set_source_secret(self, namespace: str, name: str, exists: bool, modified: bool = False) -> None:
+        """A Secret of a source namespace was seen; `modified`: its data may have changed."""
         key = (namespace, name)
         if exists and key not in self.source_secrets:
             self.source_secrets.add(key)
         elif not exists and key in self.source_secrets:
             self.source_secrets.discard(key)
-        else:
+        elif not modified:
             return
+        # The writer compares a hash of the source with each copy's: a change reaches copies now,
+        # not at the next resync.
         self._notify()
 
     # Snapshot ----------------------------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""Pull secrets reach the pod's namespace (SPEC section 6): the write side copies the source Secret
+into every namespace bound to a Private scope, keeps the copy in sync, removes it when no longer
+needed, reports a missing source, and never lets Secret contents reach a log or an Event.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+
+from controlplane.webhook import WebhookProcess
+from tests.e2e.service.conftest import WEBHOOK_NAMESPACE, Cluster, wait_for
+
+TIMEOUT = 20.0
+MANAGED_BY = "app.kubernetes.io/managed-by"
+COPIES_CONFIGMAP = "chaos-registry-webhook-copies"
+
+
+class Sources:
+    """Source Secrets in the webhook's namespace, each with a unique password; deleted afterwards."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.names: list[str] = []
+        self.passwords: list[str] = []
+        self.values: list[str] = []
+
+    def docker_config(self, password: str) -> dict[str, str]:
+        auth = base64.b64encode(f"robot:{password}".encode()).decode()
+        config = {"auths": {"registry.acme.corp": {"username": "robot", "password": password, "auth": auth}}}
+        value = base64.b64encode(json.dumps(config).encode()).decode()
+        self.values.extend((value, auth))
+        return {".dockerconfigjson": value}
+
+    def password(self) -> str:
+        value = f"s3cret-{secrets.token_hex(12)}"
+        self.passwords.append(value)
+        return value
+
+    def create(self, name: str) -> dict[str, str]:
+        data = self.docker_config(self.password())
+        self.cluster.core.create_namespaced_secret(
+            WEBHOOK_NAMESPACE,
+            {"metadata": {"name": name}, "type": "kubernetes.io/dockerconfigjson", "data": data},
+        )
+        self.names.append(name)
+        return data
+
+    def update(self, name: str) -> dict[str, str]:
+        data = self.docker_config(self.password())
+        self.cluster.core.patch_namespaced_secret(name, WEBHOOK_NAMESPACE, {"data": data})
+        return data
+
+    def delete_all(self) -> None:
+        for name in self.names:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                self.cluster.core.delete_namespaced_secret(name, WEBHOOK_NAMESPACE)
+
+
+@pytest.fixture
+def sources(cluster: Cluster) -> Iterator[Sources]:
+    helper = Sources(cluster)
+    try:
+        yield helper
+    finally:
+        helper.delete_all()
+
+
+def read_secret(cluster: Cluster, namespace: str, name: str) -> Any | None:
+    try:
+        return cluster.core.read_namespaced_secret(name, namespace)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def wait_copy(cluster: Cluster, namespace: str, name: str, data: dict[str, str]) -> Any:
+    """Wait until namespace/name holds exactly `data`; return the copy."""
+
+    def current() -> Any | None:
+        secret = read_secret(cluster, namespace, name)
+        return secret if secret is not None and dict(secret.data or {}) == data else None
+
+    return wait_for(
+        current, timeout=TIMEOUT, interval=0.2, what=f"Secret {namespace}/{name} with the source's data"
+    )
+
+
+def wait_gone(cluster: Cluster, namespace: str, name: str) -> None:
+    wait_for(
+        lambda: read_secret(cluster, namespace, name) is None,
+        timeout=TIMEOUT,
+        interval=0.2,
+        what=f"Secret {namespace}/{name} to be deleted",
+    )
+
+
+def condition(cluster: Cluster, registry: str, type_: str) -> dict[str, Any] | None:
+    status = cluster.get_registry(registry).get("status") or {}
+    return {c["type"]: c for c in status.get("conditions") or []}.get(type_)
+
+
+def wait_condition(cluster: Cluster, registry: str, type_: str, value: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        found = condition(cluster, registry, type_)
+        return found if found is not None and found["status"] == value else None
+
+    return wait_for(check, timeout=TIMEOUT, interval=0.2, what=f"{registry}: {type_}={value}")
+
+
+def private(secret_name: str, **extra: str) -> dict[str, Any]:
+    return {
+        "registry": {"server": "registry.acme.corp", "type": "Private", "secretName": secret_name, **extra}
+    }
+
+
+def test_copy_follows_source_binding_and_type(cluster: Cluster, sources: Sources) -> None:
+    secret = f"{cluster.account}-pull"
+    data = sources.create(secret)
+    cluster.registry("root", {**private(secret), "allowOverrides": True})
+    bound = cluster.namespace("retail")
+    other = cluster.namespace("retail", "payments")
+
+    copy = wait_copy(cluster, bound, secret, data)
+    assert copy.type == "kubernetes.io/dockerconfigjson"
+    assert copy.metadata.labels[MANAGED_BY] == "chaos-registry-webhook"
+    assert copy.metadata.labels["chaosregistry.io/source"] == f"{WEBHOOK_NAMESPACE}.{secret}"
+    assert copy.metadata.annotations["chaosregistry.io/source"] == f"{WEBHOOK_NAMESPACE}/{secret}"
+    wait_copy(cluster, other, secret, data)
+    wait_condition(cluster, "root", "SecretMissing", "False")
+
+    # The copies are recorded by name (no contents) in the webhook's ConfigMap.
+    record = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE)
+    recorded = json.loads(record.data["copies.json"])
+    assert {"namespace": bound, "name": secret, "source": f"{WEBHOOK_NAMESPACE}/{secret}"} in recorded
+
+    # The source changes: the copies follow.
+    new_data = sources.update(secret)
+    wait_copy(cluster, bound, secret, new_data)
+    wait_copy(cluster, other, secret, new_data)
+
+    # The namespace loses its binding (account label removed): its copy goes, the other stays.
+    cluster.core.patch_namespace(bound, {"metadata": {"labels": {"chaosregistry.io/account": None}}})
+    wait_gone(cluster, bound, secret)
+    assert read_secret(cluster, other, secret) is not None
+
+    # A project-level registry turns the other namespace's scope Public: that copy goes too.
+    cluster.registry("payments", {"registry": {"type": "Public"}}, scope=("retail", "payments"))
+    wait_gone(cluster, other, secret)
+
+    def unrecorded() -> bool:
+        data = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE).data
+        entries = json.loads(data["copies.json"])
+        return not [e for e in entries if e["namespace"] in (bound, other)]
+
+    wait_for(unrecorded, timeout=TIMEOUT, what="the record to forget the deleted copies")
+
+
+def test_registry_turning_public_removes_copies(cluster: Cluster, sources: Sources) -> None:
+    secret = f"{cluster.account}-pull"
+    data = sources.create(secret)
+    cluster.registry("root", private(secret))
+    team = cluster.namespace()
+    wait_copy(cluster, team, secret, data)
+
+    cluster.patch_registry("root", {"spec": {"registry": {"type": "Public", "secretName": None}}})
+    wait_gone(cluster, team, secret)
+
+
+def test_secret_missing_until_the_source_exists(cluster: Cluster, sources: Sources) -> None:
+    secret = f"{cluster.account}-later"
+    cluster.registry("root", private(secret))
+    team = cluster.namespace()
+
+    missing = wait_condition(cluster, "root", "SecretMissing", "True")
+    assert missing["reason"] == "SecretNotFound"
+    assert f"Secret {WEBHOOK_NAMESPACE}/{secret} does not exist" in missing["message"]
+    assert read_secret(cluster, team, secret) is None
+
+    data = sources.create(secret)
+    found = wait_condition(cluster, "root", "SecretMissing", "False")
+    assert found["reason"] == "SecretFound"
+    wait_copy(cluster, team, secret, data)
+
+    # Deleting the source revokes the copies.
+    cluster.core.delete_namespaced_secret(secret, WEBHOOK_NAMESPACE)
+    wait_condition(cluster, "root", "SecretMissing", "True")
+    wait_gone(cluster, team, secret)
+
+
+def test_source_namespace_must_be_allowed(cluster: Cluster) -> None:
+    secret = f"{cluster.account}-pull"
+    # kube-public is not a --secret-source-namespace of the session webhook.
+    cluster.registry("root", private(secret, secretNamespace="kube-public"))
+    team = cluster.namespace()
+    found = wait_condition(cluster, "root", "SecretMissing", "True")
+    assert found["reason"] == "SecretNamespaceNotAllowed"
+    assert found["message"] == "secretNamespace kube-public is not allowed: add it to secretSourceNamespaces"
+    assert read_secret(cluster, team, secret) is None
+
+
+def test_a_secret_the_webhook_did_not_make_is_left_alone(cluster: Cluster, sources: Sources) -> None:
+    secret = f"{cluster.account}-pull"
+    data = sources.create(secret)
+    team = cluster.namespace()
+    own = {"token": base64.b64encode(b"the team's own").decode()}
+    cluster.core.create_namespaced_secret(team, {"metadata": {"name": secret}, "data": own})
+    elsewhere = cluster.namespace()
+    cluster.registry("root", private(secret))
+    wait_copy(cluster, elsewhere, secret, data)  # the writer has run over both namespaces
+    assert dict(read_secret(cluster, team, secret).data) == own
+
+    cluster.delete_registry("root")
+    wait_gone(cluster, elsewhere, secret)
+    assert dict(read_secret(cluster, team, secret).data) == own
+
+
+def test_secret_contents_never_reach_logs_or_events(
+    cluster: Cluster, sources: Sources, webhook: WebhookProcess
+) -> None:
+    """The serve log names Secrets but holds none of their contents: not the password, not its
+    base64 in the `auth` field, not the Secret's data value; nor does any Event."""
+    secret = f"{cluster.account}-pull"
+    data = sources.create(secret)
+    cluster.registry("root", private(secret))
+    team = cluster.namespace()
+    wait_copy(cluster, team, secret, data)
+    data = sources.update(secret)
+    wait_copy(cluster, team, secret, data)
+
+    log = webhook.log_file.read_text(errors="replace")
+    assert f"{cluster.account}-pull" in log  # the log does name the copies...
+    events = cluster.core.list_event_for_all_namespaces().items
+    texts = [log, *(e.message or "" for e in events)]
+    assert len(sources.passwords) == 2
+    for needle in [*sources.passwords, *sources.values]:
+        for text in texts:
+            assert needle not in text  # ...but never what is in them
