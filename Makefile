@@ -4,8 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONTROLPLANE_BIN = $(shell bash controlplane/build.sh | tail -n1)
+# The image the Dockerfile builds and the Helm chart runs by default (values.yaml image.*).
+IMAGE ?= ghcr.io/chaos-registry-webhook/chaos-registry-webhook:0.1.0
+CHART := charts/chaos-registry-webhook
+MANIFESTS := manifests/chaos-registry-webhook.yaml
+# manifests/ is this command's output; tests/unit/test_chart.py renders it the same way.
+RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds
 
-.PHONY: help venv test unit e2e lint controlplane cluster-up cluster-down bench manifests demo reliability clean
+.PHONY: help venv test unit e2e lint controlplane cluster-up cluster-down bench manifests check-manifests demo image reliability clean
 
 help:
 	@echo "make demo         local control plane + webhook + examples: before/after image table"
@@ -14,7 +20,8 @@ help:
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
 	@echo "make lint         ruff, mypy, hadolint, helm lint"
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
-	@echo "make manifests    render the Helm chart into manifests/"
+	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
+	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
 	@echo "make cluster-up   start a local control plane for people; make cluster-down stops it"
 
 $(STAMP): pyproject.toml
@@ -37,10 +44,30 @@ e2e: $(STAMP) controlplane
 test: $(STAMP) controlplane
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check webhook controlplane tests bench
-	$(VENV)/bin/ruff format --check webhook controlplane tests bench
+lint: $(STAMP) controlplane
+	$(VENV)/bin/ruff check webhook controlplane tests bench hack
+	$(VENV)/bin/ruff format --check webhook controlplane tests bench hack
 	$(VENV)/bin/mypy webhook controlplane
+	$(VENV)/bin/hadolint Dockerfile
+	$(CONTROLPLANE_BIN)/helm lint --strict $(CHART)
+	@$(MAKE) --no-print-directory check-manifests
+
+demo: $(STAMP)
+	$(PY) hack/demo.py
+
+manifests: controlplane
+	@mkdir -p manifests
+	$(RENDER_MANIFESTS) > $(MANIFESTS).tmp
+	@mv $(MANIFESTS).tmp $(MANIFESTS)
+	@echo "wrote $(MANIFESTS)"
+
+check-manifests: controlplane
+	@$(RENDER_MANIFESTS) | diff -u $(MANIFESTS) - > /dev/null || { \
+		echo "$(MANIFESTS) is out of date with $(CHART): run 'make manifests' and commit the result" >&2; exit 1; }
+	@echo "$(MANIFESTS) is up to date"
+
+image:
+	docker build -t $(IMAGE) .
 
 cluster-up: $(STAMP) controlplane
 	$(PY) -m controlplane up
