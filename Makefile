@@ -23,6 +23,7 @@ help:
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
 	@echo "make cluster-up   start a local control plane for people; make cluster-down stops it"
+	@echo "make reliability  full reliability and security run (RELIABILITY.md): prints its figures"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +69,18 @@ check-manifests: controlplane
 
 image:
 	docker build -t $(IMAGE) .
+
+# The full run of tests/reliability and the in-process fuzz test (make test runs a smaller share);
+# the figures the tests collect go to .cache/reliability/figures.json and are printed, pass or fail.
+reliability: $(STAMP) controlplane
+	@RELIABILITY_FULL=1 $(PY) -m pytest tests/reliability tests/unit/test_fuzz_admission.py -q; \
+		status=$$?; echo; $(PY) -m tests.reliability.figures full; exit $$status
+
+# The admission benchmark (bench/RESULTS.md): a fresh local control plane with K = 10, 1,000 and
+# 10,000 ChaosImageRegistry resources, serve pinned to CPU 1 and the load generator to CPU 0. Waits
+# (up to 20 minutes) for a 1-minute load average under 0.7 first; about 10 minutes in all.
+bench: $(STAMP) controlplane
+	$(PY) -m bench.service_bench
 
 cluster-up: $(STAMP) controlplane
 	$(PY) -m controlplane up

@@ -39,7 +39,8 @@ from typing import Self
 
 import yaml
 
-from controlplane.certs import CertificateAuthority, generate_service_account_keys
+from controlplane.certs import CertificateAuthority, KeyPair, generate_service_account_keys
+from webhook.service.pki import write_file
 
 __all__ = [
     "BUILD_SCRIPT",
@@ -359,6 +360,11 @@ class ControlPlane:
         return self._require_root() / "pki" / "client-ca.crt"
 
     @property
+    def client_ca_key_file(self) -> Path:
+        """Private key of the client CA: signs certificates of further users (`user_kubeconfig`)."""
+        return self._require_root() / "pki" / "client-ca.key"
+
+    @property
     def client_cert_file(self) -> Path:
         """Admin client certificate (user `admin`, group `system:masters`)."""
         return self._require_root() / "pki" / "admin.crt"
@@ -470,6 +476,8 @@ class ControlPlane:
         ).write(pki / "apiserver.crt", pki / "apiserver.key")
         client_ca = CertificateAuthority.generate("controlplane-client-ca")
         client_ca.write(self.client_ca_file)
+        # Kept (owner-only) so that tests can log in as users other than admin.
+        write_file(self.client_ca_key_file, client_ca.pair.key_pem, secret=True)
         client_ca.issue_client("admin", groups=["system:masters"]).write(
             self.client_cert_file, self.client_key_file
         )
@@ -526,37 +534,37 @@ class ControlPlane:
             ],
         )
         self._wait(etcd, deadline, self._etcd_healthy, "etcd /health")
-        pki = self.root_dir / "pki"
-        apiserver = self._spawn(
-            "kube-apiserver",
-            [
-                f"--etcd-servers={self.etcd_url}",
-                f"--bind-address={_HOST}",
-                f"--secure-port={self._port}",
-                f"--advertise-address={_HOST}",
-                # The endpoint reconciler would publish 127.0.0.1 in the `kubernetes` Endpoints,
-                # which validation rejects (loopback) and logs as an error every few seconds.
-                "--endpoint-reconciler-type=none",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={self.client_ca_file}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki / 'service-account.pub'}",
-                f"--service-account-signing-key-file={pki / 'service-account.key'}",
-                "--authorization-mode=RBAC",
-                "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-                # ServiceAccount admission rejects pods until a controller has created the
-                # namespace's `default` ServiceAccount, and no controller runs here.
-                "--disable-admission-plugins=ServiceAccount",
-                # Chaos helper pods are often privileged; without this the apiserver rejects them.
-                "--allow-privileged=true",
-                "--profiling=false",
-                *self.extra_apiserver_args,
-            ],
-        )
+        apiserver = self._spawn("kube-apiserver", self._apiserver_args())
         self._wait(apiserver, deadline, self._apiserver_ready, "kube-apiserver /readyz")
+
+    def _apiserver_args(self) -> list[str]:
+        pki = self.root_dir / "pki"
+        return [
+            f"--etcd-servers={self.etcd_url}",
+            f"--bind-address={_HOST}",
+            f"--secure-port={self._port}",
+            f"--advertise-address={_HOST}",
+            # The endpoint reconciler would publish 127.0.0.1 in the `kubernetes` Endpoints,
+            # which validation rejects (loopback) and logs as an error every few seconds.
+            "--endpoint-reconciler-type=none",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={self.client_ca_file}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'service-account.pub'}",
+            f"--service-account-signing-key-file={pki / 'service-account.key'}",
+            "--authorization-mode=RBAC",
+            "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            # ServiceAccount admission rejects pods until a controller has created the
+            # namespace's `default` ServiceAccount, and no controller runs here.
+            "--disable-admission-plugins=ServiceAccount",
+            # Chaos helper pods are often privileged; without this the apiserver rejects them.
+            "--allow-privileged=true",
+            "--profiling=false",
+            *self.extra_apiserver_args,
+        ]
 
     def _wait(self, proc: _Process, deadline: float, ready: Callable[[], str | None], what: str) -> None:
         """Poll `ready` (None = ready, else the reason) until the deadline or the process dies."""
@@ -623,6 +631,62 @@ class ControlPlane:
             return False
         return self._apiserver_ready() is None
 
+    # -- faults -----------------------------------------------------------------------------------
+
+    def _apiserver_process(self) -> _Process:
+        for proc in self._processes:
+            if proc.name == "kube-apiserver":
+                return proc
+        raise ControlPlaneError("the kube-apiserver is not running: call start_apiserver() first")
+
+    def stop_apiserver(self, grace: float = 10.0) -> None:
+        """Stop the kube-apiserver alone (SIGTERM, then SIGKILL after `grace`); etcd and its data stay.
+
+        Clients see connection errors until `start_apiserver()`: what an apiserver upgrade or crash
+        looks like to the webhook's watches. An open watch keeps a graceful stop waiting, so with
+        watching clients the stop takes the whole `grace`.
+        """
+        proc = self._apiserver_process()
+        proc.stop(grace=grace)
+        if proc.popen is not None:
+            proc.popen.wait()
+        self._processes.remove(proc)
+
+    def start_apiserver(self, timeout: float | None = None) -> float:
+        """Start the kube-apiserver again on the same port, over the same etcd; wait for /readyz.
+
+        Returns the seconds it took to become ready. The port was ours a moment ago, but a stopped
+        Go server can leave it briefly unavailable: binding is retried until the timeout.
+        """
+        self._require_root()
+        if any(proc.name == "kube-apiserver" for proc in self._processes):
+            raise ControlPlaneError("the kube-apiserver is already running: call stop_apiserver() first")
+        began = time.monotonic()
+        deadline = began + (timeout if timeout is not None else self.startup_timeout)
+        while True:
+            apiserver = self._spawn("kube-apiserver", self._apiserver_args())
+            try:
+                self._wait(apiserver, deadline, self._apiserver_ready, "kube-apiserver /readyz")
+                break
+            except (_PortClash, ControlPlaneError) as error:
+                self._processes.remove(apiserver)
+                apiserver.stop(grace=5.0)
+                if isinstance(error, ControlPlaneError) or time.monotonic() >= deadline:
+                    raise ControlPlaneError(
+                        f"the kube-apiserver did not come back on port {self.port}: {error}"
+                    ) from error
+                time.sleep(0.2)
+        if self.detached:
+            self._write_state()
+        return time.monotonic() - began
+
+    def restart_apiserver(self, grace: float = 10.0, timeout: float | None = None) -> float:
+        """Stop and start the kube-apiserver, keeping etcd; returns the seconds it was unavailable."""
+        began = time.monotonic()
+        self.stop_apiserver(grace=grace)
+        self.start_apiserver(timeout=timeout)
+        return time.monotonic() - began
+
     def _stop_processes(self) -> None:
         errors: list[str] = []
         # Apiserver first: stopping etcd under it only produces noise in its log.
@@ -666,6 +730,47 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
         self.kubeconfig.chmod(0o600)
+
+    def issue_client_certificate(
+        self, user: str, groups: Sequence[str] = (), *, folder: Path | None = None
+    ) -> tuple[Path, Path]:
+        """A client certificate for `user` (CN) in `groups` (O), signed by the client CA.
+
+        Written as `<folder>/<user>.crt` and `.key` (default folder: `pki/users`); returns both paths.
+        """
+        pki = self._require_root() / "pki"
+        authority = CertificateAuthority(
+            KeyPair.from_pem(self.client_ca_file.read_bytes(), self.client_ca_key_file.read_bytes())
+        )
+        target = folder if folder is not None else pki / "users"
+        return authority.issue_client(user, groups=list(groups)).write(
+            target / f"{user}.crt", target / f"{user}.key"
+        )
+
+    def user_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
+        """A kubeconfig that logs in as `user` in `groups` with a fresh client certificate.
+
+        The user has no rights until RBAC grants some: tests of tenancy log in with it.
+        """
+        cert, key = self.issue_client_certificate(user, groups)
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "controlplane",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                }
+            ],
+            "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+            "contexts": [{"name": "controlplane", "context": {"cluster": "controlplane", "user": user}}],
+            "current-context": "controlplane",
+            "preferences": {},
+        }
+        path = self.root_dir / "pki" / "users" / f"{user}.kubeconfig"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
 
     def _write_state(self) -> None:
         state = {

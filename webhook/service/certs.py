@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
 from webhook.service import metrics
@@ -151,23 +153,31 @@ class SecretCertificates:
             except (KeyError, ValueError):
                 pass
             old_ca_pem = data.get(CA_CERT) if ca is not None else None
-            renewed = False
+            previous_ca = ca
+            renewed = ca_renewed = False
             if ca is None or self._due(ca.pair, self.ca_validity, now):
                 ca = CertificateAuthority.generate("chaos-registry-webhook-ca", self.ca_validity)
-                serving = None
-                renewed = True
+                renewed = ca_renewed = True
+            # A new CA is published in the caBundle before any certificate of it is served: the
+            # apiserver verifies new connections against the caBundle it has, which lags behind ours.
+            # Until the serving certificate is due anyway it stays the previous CA's, which the
+            # bundle keeps trusting.
+            signer = ca
+            if ca_renewed and previous_ca is not None and previous_ca.pair.not_after > now:
+                signer = previous_ca
             if (
                 serving is None
                 or self._due(serving, self.cert_validity, now)
                 or not set(self.hosts) <= serving.hosts()
-                or serving.cert.issuer != ca.cert.subject
+                or serving.cert.issuer != signer.cert.subject
             ):
-                serving = ca.issue_server(self.hosts[0], self.hosts, self.cert_validity)
+                serving = signer.issue_server(self.hosts[0], self.hosts, self.cert_validity)
                 renewed = True
             if not renewed:
                 return serving.cert_pem, serving.key_pem, data.get(CA_BUNDLE, ca.cert_pem)
-            # Trust the old CA too until every replica has loaded a certificate from the new one.
-            bundle = ca.cert_pem + (old_ca_pem if old_ca_pem and old_ca_pem != ca.cert_pem else b"")
+            # Trust the earlier CAs too until they expire: this replica or another may still serve a
+            # certificate of theirs.
+            bundle = _bundle(ca, data.get(CA_BUNDLE, b"") + (old_ca_pem or b""), now)
             new_data = {
                 CA_CERT: ca.cert_pem,
                 CA_KEY: ca.pair.key_pem,
@@ -232,6 +242,20 @@ class SecretCertificates:
             # else (a helm upgrade) overwrote.
             if on_change is not None:
                 on_change(self.ca_bundle())
+
+
+def _bundle(ca: CertificateAuthority, earlier_pem: bytes, now: dt.datetime) -> bytes:
+    """`ca` first, then every other CA of `earlier_pem` that has not expired."""
+    pems = [ca.cert_pem]
+    try:
+        earlier = x509.load_pem_x509_certificates(earlier_pem) if earlier_pem.strip() else []
+    except ValueError:
+        earlier = []
+    for cert in earlier:
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        if cert.not_valid_after_utc > now and pem not in pems:
+            pems.append(pem)
+    return b"".join(pems)
 
 
 def write_pair(folder: Path, cert_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
