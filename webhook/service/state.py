@@ -63,18 +63,28 @@ class ConfigState:
             return
         parsed = parse_registry(body)
         problems: tuple[str, ...] = ()
+        entry = None
         if isinstance(parsed, list):
             problems = tuple(parsed)
-            self._entries.pop(name, None)
             logger.warning("ChaosImageRegistry %s is invalid and ignored: %s", name, "; ".join(problems))
         else:
-            self._entries[name] = RegistryEntry.from_resource(parsed)
+            entry = RegistryEntry.from_resource(parsed)
+        previous = self.objects.get(name)
         self.objects[name] = RegistryObject(
             name=name,
             generation=int(metadata.get("generation") or 0),
             status=dict(body.get("status") or {}),
             problems=problems,
         )
+        if previous is not None and self._entries.get(name) == entry:
+            # A status or metadata change (the writer's own status patches, mostly): what
+            # admission reads is the same, so no rebuild of the whole configuration.
+            self._notify()
+            return
+        if entry is None:
+            self._entries.pop(name, None)
+        else:
+            self._entries[name] = entry
         self._config_changed()
 
     def delete_registry(self, name: str) -> None:

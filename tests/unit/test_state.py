@@ -1,0 +1,47 @@
+"""ConfigState: watched objects become snapshots; only changes admission can see rebuild the config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.service.state import ConfigState
+
+
+def registry(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "chaosregistry.io/v1alpha1",
+        "kind": "ChaosImageRegistry",
+        "metadata": {"name": "acme", "generation": 1, "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {"scope": {"account": "acme"}, "registry": {"server": "mirror.acme.corp"}, **spec},
+    }
+
+
+async def test_status_only_changes_reach_the_writer_but_rebuild_nothing() -> None:
+    state = ConfigState()
+    state.upsert_registry(registry())
+    config = state.rebuild().config
+    state.upsert_registry({**registry(), "status": {"level": "Account"}})
+    assert state.objects["acme"].status == {"level": "Account"}
+    assert state.rebuild().config is config  # the same compiled configuration, memo and all
+    await state.wait_changed()  # and the writer was told
+
+
+async def test_spec_changes_rebuild_the_configuration() -> None:
+    state = ConfigState()
+    state.upsert_registry(registry())
+    config = state.rebuild().config
+    state.upsert_registry(registry(allowOverrides=True))
+    rebuilt = state.rebuild().config
+    assert rebuilt is not config
+    assert next(iter(rebuilt.index.entries())).allow_overrides is True
+
+
+async def test_a_resource_that_turns_invalid_leaves_the_configuration() -> None:
+    state = ConfigState()
+    state.upsert_registry(registry())
+    state.rebuild()
+    broken = registry()
+    broken["spec"]["registry"] = {"server": "https://mirror.acme.corp"}
+    state.upsert_registry(broken)
+    assert len(state.rebuild().config.index) == 0
+    assert state.objects["acme"].problems
