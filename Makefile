@@ -78,7 +78,7 @@ reliability: $(STAMP) controlplane
 
 # The admission benchmark (bench/RESULTS.md): a fresh local control plane with K = 10, 1,000 and
 # 10,000 ChaosImageRegistry resources, serve pinned to CPU 1 and the load generator to CPU 0. Waits
-# (up to 20 minutes) for a 1-minute load average under 0.7 first; about 10 minutes in all.
+# (up to 20 minutes) for a 1-minute load average under 0.7 first, then runs about 5 minutes.
 bench: $(STAMP) controlplane
 	$(PY) -m bench.service_bench
 

@@ -1,0 +1,1 @@
+"""Benchmarks of chaos-registry-webhook (`make bench`): see bench/RESULTS.md."""
