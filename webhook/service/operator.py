@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -61,8 +63,6 @@ class Runtime:
         self.certificates: FileCertificates | SecretCertificates
         if options.tls_mode == "files":
             assert options.tls_cert_file and options.tls_key_file
-            from pathlib import Path
-
             self.certificates = FileCertificates(
                 self.serving,
                 Path(options.tls_cert_file),
@@ -76,8 +76,8 @@ class Runtime:
                 options.namespace,
                 options.tls_secret,
                 options.service_hosts(),
-                cert_validity=_days(options.cert_validity_days),
-                ca_validity=_days(options.ca_validity_days),
+                cert_validity=dt.timedelta(days=options.cert_validity_days),
+                ca_validity=dt.timedelta(days=options.ca_validity_days),
                 interval=options.cert_check_interval,
             )
         self.elector = LeaseElector(
@@ -206,12 +206,6 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.health.stop()
-
-
-def _days(days: float) -> Any:
-    import datetime as dt
-
-    return dt.timedelta(days=days)
 
 
 def _pages(list_call: Callable[..., Any], *args: Any) -> Iterator[list[dict[str, Any]]]:
