@@ -479,7 +479,7 @@ def targets(report: Report) -> list[tuple[str, str, str, bool]]:
             if a and b:
                 growth.append((b["p99_ms"] / a["p99_ms"] - 1, concurrency, a["p99_ms"], b["p99_ms"]))
         if growth:
-            text = "; ".join(f"c={c}: {a:.2f} -> {b:.2f} ms ({g:+.0%})" for g, c, a, b in growth)
+            text = "; ".join(f"c={c}: {a:.2f} -> {b:.2f} ms ({g:+.1%})" for g, c, a, b in growth)
             met = all(g <= TARGET_P99_GROWTH for g, *_ in growth)
             rows.append((f"p99 at K={large:,} vs K={small:,}", "<= +10%", text, met))
         peak = next(c.rss_mib for c in report.cells if c.scopes == large)
