@@ -28,7 +28,7 @@ from kubernetes import client
 
 from webhook.service import metrics
 from webhook.service.kube import status_of
-from webhook.service.pki import CertificateAuthority, KeyPair, write_file
+from webhook.service.pki import CertificateAuthority, KeyPair
 
 logger = logging.getLogger("webhook.certs")
 
@@ -256,10 +256,3 @@ def _bundle(ca: CertificateAuthority, earlier_pem: bytes, now: dt.datetime) -> b
         if cert.not_valid_after_utc > now and pem not in pems:
             pems.append(pem)
     return b"".join(pems)
-
-
-def write_pair(folder: Path, cert_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
-    """Write a certificate and key into `folder` (used by tests and the demo)."""
-    return write_file(folder / "tls.crt", cert_pem, secret=False), write_file(
-        folder / "tls.key", key_pem, secret=True
-    )
