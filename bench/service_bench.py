@@ -59,6 +59,8 @@ TARGET_P99_C8_MS = 15.0
 TARGET_P99_GROWTH = 0.10
 TARGET_RSS_MIB = 150.0
 TARGET_ADDED_P50_MS = 2.0
+# A cell during which other processes took more of the server's CPU than this is measured again.
+MAX_OTHERS_SHARE = 0.05
 
 
 @dataclass
@@ -74,6 +76,11 @@ class Cell:
     client_cpu_seconds: float
     others_cpu_seconds: float  # what other processes (and the kernel) took on the server's core
     rss_mib: float = 0.0
+    attempts: int = 1
+
+    @property
+    def others_share(self) -> float:
+        return self.others_cpu_seconds / self.window if self.window else 0.0
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -381,19 +388,29 @@ async def run_engine(
             stream = corpus.RequestStream.weighted(
                 templates, namespaces, seed=scopes * 100 + concurrency, run=run_id * 16 + offset
             )
-            cells.append(
-                await measure(
-                    webhook,
-                    ssl_context,
-                    stream,
-                    engine=engine,
-                    scopes=scopes,
-                    concurrency=concurrency,
-                    warmup=args.warmup,
-                    duration=args.duration,
-                    checks=checks,
+            # Other processes on the server's core spoil a cell: measure it again (at most
+            # --attempts times in all) and keep the attempt they disturbed least.
+            attempts: list[Cell] = []
+            while len(attempts) < args.attempts:
+                attempts.append(
+                    await measure(
+                        webhook,
+                        ssl_context,
+                        stream,
+                        engine=engine,
+                        scopes=scopes,
+                        concurrency=concurrency,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        checks=checks,
+                    )
                 )
-            )
+                if attempts[-1].others_share <= MAX_OTHERS_SHARE:
+                    break
+                say(f"other processes took {attempts[-1].others_share:.0%} of CPU {SERVER_CPU}: again")
+            cell = min(attempts, key=lambda c: c.others_share)
+            cell.attempts = len(attempts)
+            cells.append(cell)
         if engine == "direct" and scopes == max(args.scopes) and args.pairs:
             report.apiserver = await apiserver_latency(api, namespaces, args.pairs)
             report.apiserver_scopes = scopes
@@ -515,7 +532,9 @@ def markdown(report: Report) -> str:
     w(
         f"Pinning: `chaos-registry serve` on CPU {SERVER_CPU}; the load generator, etcd and kube-apiserver "
         f'on CPU {CLIENT_CPU}. Every figure below is about one server core. "others" is the share of CPU '
-        f"{SERVER_CPU} that other processes (other engineers' test runs) took during the measured run."
+        f"{SERVER_CPU} that other processes (other engineers' test runs) took during the measured run; "
+        f'a cell where they took over {MAX_OTHERS_SHARE:.0%} is measured again ("attempts"), and the '
+        "attempt they disturbed least is kept."
     )
     w("")
     w("### Targets")
@@ -529,9 +548,9 @@ def markdown(report: Report) -> str:
     w("")
     w(
         "| K | c | req/s | p50 ms | p90 ms | p99 ms | max ms | server CPU ms / 1k | server busy | "
-        "client busy | others | peak RSS MiB | requests |"
+        "client busy | others | attempts | peak RSS MiB | requests |"
     )
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for cell in [*report.cells, *report.engine_cells]:
         r = cell.row()
         label = f"{r['scopes']:,}" + (" (engine kopf)" if cell.engine == "kopf" else "")
@@ -539,7 +558,8 @@ def markdown(report: Report) -> str:
             f"| {label} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['cpu_ms_per_1k']:.0f} | "
             f"{cell.share(cell.cpu_seconds)} | {cell.share(cell.client_cpu_seconds)} | "
-            f"{cell.share(cell.others_cpu_seconds)} | {r['rss_mib']:.1f} | {cell.result.count:,} |"
+            f"{cell.share(cell.others_cpu_seconds)} | {cell.attempts} | {r['rss_mib']:.1f} | "
+            f"{cell.result.count:,} |"
         )
     w("")
     if report.engine_cells:
@@ -636,6 +656,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--pairs", type=int, default=400, help="apiserver latency pairs (0: skip)")
     parser.add_argument("--settle-limit", type=float, default=420.0, help="longest wait for serve to idle")
+    parser.add_argument(
+        "--attempts", type=int, default=3, help="measure a cell up to this often while others disturb it"
+    )
     parser.add_argument("--no-engine-compare", dest="compare_engines", action="store_false")
     parser.add_argument("--quick", action="store_true", help="K=10,100 and 1 s cells: check the tooling")
     parser.add_argument("--no-wait", dest="wait", action="store_false", help="start at any load average")
