@@ -53,6 +53,8 @@ class Rewriter:
         self.effective = effective
         self._catalog = catalog
         self._cache: dict[tuple[str, bool], Target] = {}
+        # The same for every pod of the scope: serialised once, not per admission.
+        self.scope_annotation = scope_annotation(effective)
         # Custom images are used verbatim, so each one is already a target, whatever its repository.
         self._custom_targets = (
             frozenset(effective.custom_images.values()) if effective.custom_enabled else frozenset()
@@ -229,7 +231,7 @@ def mutate_pod(
         desired: dict[str, str] = {}
         if originals_changed:
             desired[ORIGINAL_IMAGES_ANNOTATION] = json.dumps(originals, sort_keys=True, separators=(",", ":"))
-        scope_value = scope_annotation(effective)
+        scope_value = rewriter.scope_annotation
         if annotations is None or annotations.get(SCOPE_ANNOTATION) != scope_value:
             desired[SCOPE_ANNOTATION] = scope_value
         _set_annotations(metadata, annotations, desired, patch)
