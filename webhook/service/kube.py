@@ -34,9 +34,7 @@ def connection_info(configuration: client.Configuration) -> Any:
     """The same credentials as kopf's ConnectionInfo, so kopf's watches and our writes act alike."""
     import kopf
 
-    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
-        "authorization"
-    )
+    header = authorization(configuration)
     scheme, token = None, None
     if header:
         parts = header.split(" ", 1)
@@ -52,6 +50,18 @@ def connection_info(configuration: client.Configuration) -> Any:
         certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
     )
+
+
+def authorization(configuration: client.Configuration) -> str | None:
+    """The Authorization header of the configuration's token ("Bearer ..."), refreshed first when
+    the configuration can refresh it (in a pod, the token file is rotated)."""
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if hook is not None:
+        hook(configuration)
+    header: str | None = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    return header or None
 
 
 def status_of(error: BaseException) -> int | None:

@@ -1,8 +1,9 @@
 """`chaos-registry serve`: the kopf operator that wires watches, the admission server and the write side.
 
-Start-up order: health endpoint, certificate, an initial listing of ChaosImageRegistry resources,
-namespaces and the defaults ConfigMap (so the first snapshot is complete before /readyz turns
-green), then kopf: its watches keep the snapshot fresh and it runs the admission server.
+Start-up order: health endpoint, certificate, the lean watches of ChaosImageRegistry resources and
+namespaces (webhook/service/watch.py) until their first listing is complete, the defaults
+ConfigMap and source Secrets (so the first snapshot is complete before /readyz turns green), then
+kopf: it watches the defaults ConfigMap and the source Secrets and runs the admission server.
 Replicas run standalone (kopf peering would pause the non-leading ones); the write side is
 leader-elected separately with a Lease.
 """
@@ -14,15 +15,13 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import kopf
-import orjson
 from kubernetes import client
 
-from webhook.core.models import API_GROUP, PLURAL
 from webhook.service import kube, metrics, webhookconfig
 from webhook.service.admission import WARNING_PREFIX, AdmissionHandler, _warnings
 from webhook.service.certs import CertificateError, FileCertificates, SecretCertificates, ServingContext
@@ -30,14 +29,12 @@ from webhook.service.leader import LeaseElector
 from webhook.service.options import ServeOptions
 from webhook.service.server import AdmissionServer, HealthServer
 from webhook.service.state import ConfigState
+from webhook.service.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, ApiSession, Watcher
 from webhook.service.writer import Writer
 
 logger = logging.getLogger("webhook.operator")
 
-VERSION = "v1alpha1"
 STARTUP_RETRY_SECONDS = 2.0
-# Objects per page of the initial listing (and of kopf's own listings).
-LIST_PAGE_SIZE = 500
 
 
 class Runtime:
@@ -84,11 +81,22 @@ class Runtime:
             api, options.namespace, options.lease_name, options.identity, options.lease_duration
         )
         self.writer = Writer(self.state, api, options)
+        self.watch_session = ApiSession(api.configuration)
+        self.watchers = (
+            Watcher(self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry),
+            Watcher(self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace),
+        )
         self.tasks: list[asyncio.Task[None]] = []
+
+    def _upsert_namespace(self, body: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata") or {}
+        labels = metadata.get("labels")
+        self.state.upsert_namespace(metadata["name"], labels if isinstance(labels, dict) else None)
 
     def readiness(self) -> tuple[bool, str]:
         if self.state.snapshot is None:
-            return False, "caches not synced"
+            failing = [f"{w.resource.kind}: {w.last_error}" for w in self.watchers if w.last_error]
+            return False, "caches not synced" + (f" ({'; '.join(failing)})" if failing else "")
         if not self.serving.loaded:
             return False, "certificate not loaded"
         if not self.server.started.is_set():
@@ -103,23 +111,14 @@ class Runtime:
         else:
             await self.certificates.load()
 
-    def initial_listing(self) -> None:
-        """List everything the snapshot needs (blocking: runs in a thread).
+    async def wait_for_watches(self) -> None:
+        """Until every lean watch has delivered its first complete listing (each retries on its own)."""
+        for watcher in self.watchers:
+            await watcher.synced.wait()
 
-        Registries and namespaces are read in pages of raw JSON (orjson, not the client's models)
-        and folded into the state page by page: at 10,000 of each, the client's models held both
-        listings at once (about 200 MiB at peak) and took seconds to build.
-        """
-        custom = client.CustomObjectsApi(self.api)
+    def list_defaults_and_secrets(self) -> None:
+        """Read the defaults ConfigMap and the source Secrets' names (blocking: runs in a thread)."""
         core = client.CoreV1Api(self.api)
-        for page in _pages(custom.list_cluster_custom_object, API_GROUP, VERSION, PLURAL):
-            for body in page:
-                self.state.upsert_registry(body)
-        for page in _pages(core.list_namespace):
-            for item in page:
-                metadata = item.get("metadata") or {}
-                if isinstance(metadata.get("name"), str):
-                    self.state.upsert_namespace(metadata["name"], metadata.get("labels"))
         try:
             configmap = core.read_namespaced_config_map(
                 self.options.defaults_configmap, self.options.namespace
@@ -172,10 +171,12 @@ class Runtime:
     async def start(self) -> None:
         """Everything before kopf: retried until the API answers, with the reason logged."""
         await self.health.start()
+        self.tasks.extend(asyncio.create_task(watcher.run()) for watcher in self.watchers)
         while True:
             try:
                 await self.load_certificate()
-                await asyncio.to_thread(self.initial_listing)
+                await self.wait_for_watches()
+                await asyncio.to_thread(self.list_defaults_and_secrets)
                 self.state.rebuild()
                 await asyncio.to_thread(self.apply_webhook_configuration, self.certificates.ca_bundle())
                 break
@@ -205,24 +206,13 @@ class Runtime:
         for task in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.watch_session.close()
         await self.health.stop()
 
 
-def _pages(list_call: Callable[..., Any], *args: Any) -> Iterator[list[dict[str, Any]]]:
-    """The items of a list call, LIST_PAGE_SIZE at a time, decoded from raw JSON."""
-    token: str | None = None
-    while True:
-        extra = {"_continue": token} if token else {}
-        response = list_call(*args, limit=LIST_PAGE_SIZE, _preload_content=False, **extra)
-        page = orjson.loads(response.data)
-        yield page.get("items") or []
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
-            return
-
-
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
-    """kopf handlers: watches feed the state; one mutating handler for the kopf engine."""
+    """kopf handlers: the defaults ConfigMap and source Secrets feed the state; one mutating handler
+    for the kopf engine. Namespaces and registries are watched by the lean watchers instead."""
     registry = kopf.OperatorRegistry()
     state = runtime.state
     options = runtime.options
@@ -232,20 +222,6 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         # Read afresh on every (re-)login: in-cluster tokens are rotated.
         info: kopf.ConnectionInfo = kube.connection_info(kube.load_client_configuration(options.kubeconfig))
         return info
-
-    @kopf.on.event(API_GROUP, VERSION, PLURAL, registry=registry)
-    async def registry_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
-        if type == "DELETED":
-            state.delete_registry(name)
-        else:
-            state.upsert_registry(body)
-
-    @kopf.on.event("", "v1", "namespaces", registry=registry)
-    async def namespace_event(type: str | None, name: str, labels: Mapping[str, str], **_: Any) -> None:
-        if type == "DELETED":
-            state.delete_namespace(name)
-        else:
-            state.upsert_namespace(name, labels)
 
     def is_defaults(*, name: str, namespace: str | None, **_: Any) -> bool:
         return name == options.defaults_configmap and namespace == options.namespace
@@ -348,6 +324,9 @@ async def serve(options: ServeOptions) -> None:
     settings = kopf.OperatorSettings()
     settings.admission.server = runtime.server  # type: ignore[assignment]
     settings.peering.standalone = True
+    # kopf would otherwise list and watch every namespace (a queue and a worker each) to learn which
+    # match its namespace patterns; ours are exact names, and namespaces are watched leanly above.
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING
     # Paged listings: at 10,000 objects one unpaged list is tens of MiB of JSON decoded at once.
     settings.watching.chunk_size = LIST_PAGE_SIZE

@@ -1,0 +1,110 @@
+"""The lean list-and-watch (webhook/service/watch.py) against the real kube-apiserver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from controlplane import ControlPlane
+from tests.e2e.service.conftest import Cluster
+from webhook.service import kube
+from webhook.service.watch import NAMESPACES, REGISTRIES, ApiSession, Watcher
+
+
+class Seen:
+    """What a watcher delivered: the last body per name, and the names deleted."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.deleted: list[str] = []
+
+    def upsert(self, body: Any) -> None:
+        self.bodies[body["metadata"]["name"]] = body
+
+    def delete(self, name: str) -> None:
+        self.deleted.append(name)
+        self.bodies.pop(name, None)
+
+
+async def until(check: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def session(control_plane: ControlPlane) -> AsyncIterator[ApiSession]:
+    api = ApiSession(kube.load_client_configuration(str(control_plane.kubeconfig)))
+    yield api
+    await api.close()
+
+
+@contextlib.asynccontextmanager
+async def running(watcher: Watcher) -> AsyncIterator[Watcher]:
+    task = asyncio.create_task(watcher.run())
+    try:
+        yield watcher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_namespaces_arrive_as_metadata_only_with_their_labels(
+    session: ApiSession, cluster: Cluster
+) -> None:
+    seen = Seen()
+    before = cluster.namespace("org-a")
+    async with running(Watcher(session, NAMESPACES, seen.upsert, seen.delete)) as watcher:
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        assert before in seen.bodies  # from the listing
+        assert seen.bodies[before]["kind"] == "PartialObjectMetadata"
+        assert set(seen.bodies[before]) == {"kind", "apiVersion", "metadata"}
+        after = cluster.namespace("org-b")  # from the watch
+        await until(lambda: after in seen.bodies, f"namespace {after}")
+        assert seen.bodies[after]["metadata"]["labels"]["chaosregistry.io/organization"] == "org-b"
+        cluster.core.patch_namespace(after, {"metadata": {"labels": {"chaosregistry.io/project": "p"}}})
+        await until(
+            lambda: seen.bodies[after]["metadata"]["labels"].get("chaosregistry.io/project") == "p",
+            "the new label",
+        )
+
+
+async def test_registries_are_listed_watched_resumed_and_relisted(session: ApiSession, cluster: Cluster) -> None:
+    seen = Seen()
+    spec = {"registry": {"server": "mirror.example.com"}}
+    first = cluster.registry("first", spec)["metadata"]["name"]
+    watcher = Watcher(session, REGISTRIES, seen.upsert, seen.delete)
+    async with running(watcher):
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        assert seen.bodies[first]["spec"]["registry"]["server"] == "mirror.example.com"
+        cluster.patch_registry("first", {"spec": {"allowOverrides": True}})
+        await until(lambda: seen.bodies[first]["spec"].get("allowOverrides") is True, "the update")
+        cluster.delete_registry("first")
+        await until(lambda: first in seen.deleted, "the deletion")
+
+    # Resumed from the last resourceVersion: what happened while no watch ran is delivered.
+    second = cluster.registry("second", spec)["metadata"]["name"]
+    async with running(watcher):
+        await until(lambda: second in seen.bodies, "the registry created between two watches")
+
+    # A new listing deletes what it no longer holds (the path taken after "410 Gone").
+    cluster.delete_registry("second")
+    await watcher.relist()
+    assert second in seen.deleted and second not in seen.bodies
+
+
+async def test_a_failing_listing_is_reported_in_one_line_and_retried(session: ApiSession) -> None:
+    missing = replace(REGISTRIES, path="/apis/chaosregistry.io/v1alpha1/nosuchresources")
+    watcher = Watcher(session, missing, lambda body: None, lambda name: None)
+    async with running(watcher):
+        await until(lambda: watcher.last_error is not None, "the error")
+        assert watcher.last_error == "HTTP 404: 404 page not found"
+        assert not watcher.synced.is_set()

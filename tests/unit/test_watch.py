@@ -1,0 +1,90 @@
+"""The lean watch's event handling: what each watch event does to the callbacks (no network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from webhook.service.watch import NAMESPACES, ApiSession, Expired, Watcher, WatchError
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def upsert(self, body: Any) -> None:
+        self.calls.append(("upsert", body["metadata"]["name"]))
+
+    def delete(self, name: str) -> None:
+        self.calls.append(("delete", name))
+
+
+@pytest.fixture
+def watched() -> tuple[Watcher, Recorder]:
+    configuration = client.Configuration(host="https://127.0.0.1:1")
+    recorder = Recorder()
+    return Watcher(ApiSession(configuration), NAMESPACES, recorder.upsert, recorder.delete), recorder
+
+
+def event(kind: str, name: str | None = "team-a", version: str = "7", **extra: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"resourceVersion": version}
+    if name is not None:
+        metadata["name"] = name
+    return {"type": kind, "object": {"metadata": metadata, **extra}}
+
+
+def test_added_modified_and_deleted_reach_the_callbacks_and_advance_the_version(
+    watched: tuple[Watcher, Recorder],
+) -> None:
+    watcher, recorder = watched
+    watcher.apply_event(event("ADDED", version="5"))
+    watcher.apply_event(event("MODIFIED", version="6"))
+    watcher.apply_event(event("DELETED", version="7"))
+    assert recorder.calls == [("upsert", "team-a"), ("upsert", "team-a"), ("delete", "team-a")]
+    assert watcher.resource_version == "7"
+
+
+def test_a_bookmark_moves_the_version_and_calls_nothing(watched: tuple[Watcher, Recorder]) -> None:
+    watcher, recorder = watched
+    watcher.apply_event(event("BOOKMARK", name=None, version="42"))
+    assert recorder.calls == []
+    assert watcher.resource_version == "42"
+
+
+def test_410_gone_asks_for_a_new_listing(watched: tuple[Watcher, Recorder]) -> None:
+    watcher, _ = watched
+    with pytest.raises(Expired):
+        watcher.apply_event({"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}})
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"type": "ERROR", "object": {"code": 500, "message": "etcd\nis down"}}, "etcd is down"),
+        ({"type": "ADDED", "object": "not an object"}, "malformed watch event of type 'ADDED'"),
+        (["not", "an", "event"], "malformed watch event of type None"),
+    ],
+)
+def test_other_errors_and_malformed_events_are_one_line_errors(
+    watched: tuple[Watcher, Recorder], payload: Any, message: str
+) -> None:
+    watcher, recorder = watched
+    with pytest.raises(WatchError) as raised:
+        watcher.apply_event(payload)
+    assert str(raised.value) == message
+    assert recorder.calls == []
+
+
+def test_an_object_without_a_name_is_skipped(watched: tuple[Watcher, Recorder]) -> None:
+    watcher, recorder = watched
+    watcher.apply_event(event("ADDED", name=None, version="9"))
+    assert recorder.calls == []
+    assert watcher.resource_version == "9"
+
+
+def test_the_session_sends_the_configuration_token() -> None:
+    configuration = client.Configuration(host="https://127.0.0.1:1", api_key={"authorization": "Bearer abc"})
+    headers = ApiSession(configuration).headers("application/json")
+    assert headers == {"Accept": "application/json", "Authorization": "Bearer abc"}

@@ -1,0 +1,285 @@
+"""Lean list-and-watch of the objects the snapshot is built from: namespaces and ChaosImageRegistries.
+
+kopf keeps a memory, a throttler and a worker per watched object and queues every object's body
+in that worker; at 10,000 namespaces and 10,000 registries that was most of the process's memory
+(bench/RESULTS.md). These two watches keep nothing per object but what the state needs: each
+event is decoded with orjson, handed to a callback and dropped. Namespaces are read as
+PartialObjectMetadata (their labels are all we use), registries whole.
+
+The protocol is the one client-go's reflector speaks: a paged list, then a watch from the list's
+resourceVersion with bookmarks; a dropped watch resumes from the last resourceVersion seen; "410
+Gone" (or a watch the apiserver cannot resume) lists again, and whatever that listing no longer
+holds is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+from kubernetes import client
+
+from webhook.core.models import API_GROUP, PLURAL
+from webhook.service import kube
+
+logger = logging.getLogger("webhook.watch")
+
+LIST_PAGE_SIZE = 500
+# The apiserver ends a watch after timeoutSeconds; clients spread their renewals (client-go: 5-10 min).
+WATCH_SECONDS = (300, 600)
+RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request
+METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+Body = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A kind to watch: its collection path, a name for logs and whether metadata is enough."""
+
+    kind: str
+    path: str
+    metadata_only: bool = False
+
+
+NAMESPACES = Resource("Namespace", "/api/v1/namespaces", metadata_only=True)
+REGISTRIES = Resource("ChaosImageRegistry", f"/apis/{API_GROUP}/v1alpha1/{PLURAL}")
+
+
+class WatchError(Exception):
+    """A request of the list-and-watch failed; the message is one line for the log."""
+
+
+class Expired(Exception):
+    """The resourceVersion is too old to resume from: list again."""
+
+
+class ApiSession:
+    """An aiohttp session with the credentials of a kubernetes client Configuration.
+
+    The bearer token is read again before each request (in a pod it is a rotated file; the client
+    library's refresh hook re-reads it)."""
+
+    def __init__(self, configuration: client.Configuration) -> None:
+        self.configuration = configuration
+        self.host = configuration.host.rstrip("/")
+        self._ssl = _ssl_context(configuration)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl),
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
+            )
+        return self._session
+
+    def headers(self, accept: str) -> dict[str, str]:
+        configuration = self.configuration
+        headers = {"Accept": accept}
+        token = kube.authorization(configuration)
+        if token:
+            headers["Authorization"] = token
+        elif configuration.username and configuration.password:
+            pair = f"{configuration.username}:{configuration.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        return headers
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
+    if configuration.host.startswith("http://"):
+        return False
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Watcher:
+    """List and then watch one kind for ever, calling `upsert(body)` and `delete(name)`.
+
+    `synced` is set once the first complete listing has been delivered."""
+
+    def __init__(
+        self,
+        api: ApiSession,
+        resource: Resource,
+        upsert: Callable[[Body], None],
+        delete: Callable[[str], None],
+    ) -> None:
+        self.api = api
+        self.resource = resource
+        self.upsert = upsert
+        self.delete = delete
+        self.synced = asyncio.Event()
+        self.last_error: str | None = None
+        self._names: set[str] = set()
+        # Where a resumed watch starts; None: list first.
+        self.resource_version: str | None = None
+
+    async def run(self) -> None:
+        pause = RETRY_SECONDS[0]
+        while True:
+            try:
+                if self.resource_version is None:
+                    await self.relist()
+                    pause = RETRY_SECONDS[0]
+                await self._watch()
+                pause = RETRY_SECONDS[0]
+            except Expired:
+                logger.info("%s watch expired; listing again", self.resource.kind)
+                self.resource_version = None
+            except (WatchError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+                self.last_error = _one_line(error)
+                logger.warning(
+                    "%s %s of %s failed: %s; retrying in %.1fs",
+                    self.resource.kind,
+                    "watch" if self.resource_version else "list",
+                    self.resource.path,
+                    self.last_error,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_SECONDS[1])
+
+    async def relist(self) -> None:
+        """List everything (in pages); whatever the listing no longer holds is deleted."""
+        resource = self.resource
+        accept = METADATA_ONLY_LIST if resource.metadata_only else "application/json"
+        seen: set[str] = set()
+        token: str | None = None
+        version: str | None = None
+        while True:
+            query: dict[str, str | int] = {"limit": LIST_PAGE_SIZE}
+            if token:
+                query["continue"] = token
+            page = await self._get_json(query, accept)
+            for item in page.get("items") or ():
+                name = _name_of(item)
+                if name is not None:
+                    seen.add(name)
+                    self.upsert(item)
+            metadata = page.get("metadata") or {}
+            version = metadata.get("resourceVersion") or version
+            token = metadata.get("continue")
+            if not token:
+                break
+        for name in self._names - seen:
+            self.delete(name)
+        self._names = seen
+        self.resource_version = version
+        self.last_error = None
+        self.synced.set()
+
+    async def _get_json(self, query: Mapping[str, str | int], accept: str) -> dict[str, Any]:
+        url = f"{self.api.host}{self.resource.path}?{urlencode(query)}"
+        async with self.api.session.get(url, headers=self.api.headers(accept)) as response:
+            data = await response.read()
+            if response.status == 410:
+                raise Expired()
+            if response.status != 200:
+                raise WatchError(_status_message(response.status, data))
+        page = orjson.loads(data)
+        if not isinstance(page, dict):
+            raise WatchError("the list response is not a JSON object")
+        return page
+
+    async def _watch(self) -> None:
+        resource = self.resource
+        query: dict[str, str | int] = {
+            "watch": 1,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": random.randint(*WATCH_SECONDS),
+        }
+        if self.resource_version:
+            query["resourceVersion"] = self.resource_version
+        url = f"{self.api.host}{resource.path}?{urlencode(query)}"
+        accept = METADATA_ONLY_WATCH if resource.metadata_only else "application/json"
+        async with self.api.session.get(url, headers=self.api.headers(accept)) as response:
+            if response.status == 410:
+                raise Expired()
+            if response.status != 200:
+                raise WatchError(_status_message(response.status, await response.read()))
+            async for line in _lines(response.content):
+                self.apply_event(orjson.loads(line))
+
+    def apply_event(self, event: Any) -> None:
+        """One decoded watch event: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR (410: list again)."""
+        kind = event.get("type") if isinstance(event, dict) else None
+        body = event.get("object") if isinstance(event, dict) else None
+        if not isinstance(body, dict):
+            raise WatchError(f"malformed watch event of type {kind!r}")
+        if kind == "ERROR":
+            if body.get("code") == 410:
+                raise Expired()
+            raise WatchError(_status_text(body))
+        name = _name_of(body) if kind != "BOOKMARK" else None
+        if name is not None and kind == "DELETED":
+            self._names.discard(name)
+            self.delete(name)
+        elif name is not None and kind in ("ADDED", "MODIFIED"):
+            self._names.add(name)
+            self.upsert(body)
+        metadata = body.get("metadata")
+        version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+        if isinstance(version, str) and version:
+            self.resource_version = version
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The newline-delimited events of a watch response, whatever their size."""
+    buffer = b""
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+def _name_of(body: Any) -> str | None:
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _status_message(status: int, data: bytes) -> str:
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return f"HTTP {status}: {_status_text(body)}"
+    text = _one_line(data[:200].decode(errors="replace"))
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
+
+
+def _status_text(body: Mapping[str, Any]) -> str:
+    return _one_line(str(body.get("message") or body.get("reason") or "unknown error"))
+
+
+def _one_line(error: BaseException | str) -> str:
+    if isinstance(error, BaseException):
+        error = str(error) or type(error).__name__
+    return " ".join(error.split())
