@@ -45,3 +45,22 @@ async def test_a_resource_that_turns_invalid_leaves_the_configuration() -> None:
     state.upsert_registry(broken)
     assert len(state.rebuild().config.index) == 0
     assert state.objects["acme"].problems
+
+
+async def test_statuses_are_kept_as_compact_json_and_read_back_whole() -> None:
+    state = ConfigState()
+    status = {"level": "Account", "conditions": [{"type": "Effective", "status": "True"}]}
+    state.upsert_registry({**registry(), "status": status})
+    kept = state.objects["acme"]
+    assert isinstance(kept.status_json, str)  # not orjson's bytes: those hold a 4 KiB buffer each
+    assert len(kept.status_json) < 100
+    assert kept.status == status
+
+
+async def test_statuses_given_as_mapping_views_are_kept_too() -> None:
+    from types import MappingProxyType
+
+    state = ConfigState()
+    conditions = (MappingProxyType({"type": "Effective", "status": "True"}),)
+    state.upsert_registry({**registry(), "status": MappingProxyType({"conditions": conditions})})
+    assert state.objects["acme"].status == {"conditions": [{"type": "Effective", "status": "True"}]}

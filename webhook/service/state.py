@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from webhook.core.loader import parse_defaults_configmap, parse_registry
@@ -27,12 +28,20 @@ logger = logging.getLogger("webhook.state")
 
 @dataclass(frozen=True, slots=True)
 class RegistryObject:
-    """What the writer needs of a watched ChaosImageRegistry besides its entry."""
+    """What the writer needs of a watched ChaosImageRegistry besides its entry.
+
+    The status is kept as its JSON text: a tenth of the memory of the decoded dicts (about 35 MiB
+    at 10,000 registries), and only the writer reads it, off the event loop."""
 
     name: str
     generation: int
-    status: Mapping[str, Any]
+    status_json: str = "{}"
     problems: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = orjson.loads(self.status_json)
+        return status
 
 
 class ConfigState:
@@ -73,7 +82,7 @@ class ConfigState:
         self.objects[name] = RegistryObject(
             name=name,
             generation=int(metadata.get("generation") or 0),
-            status=dict(body.get("status") or {}),
+            status_json=_json(body.get("status") or {}),
             problems=problems,
         )
         if previous is not None and self._entries.get(name) == entry:
@@ -206,3 +215,19 @@ class ConfigState:
 
     def _notify(self) -> None:
         self._changed.set()
+
+
+def _json(value: Any) -> str:
+    """JSON of a status, also when it comes as mapping views (kopf's bodies, tests).
+
+    As str, not orjson's bytes: those keep orjson's 4 KiB output buffer whatever the length
+    (measured: 78 MiB for 20,000 statuses of about 600 characters)."""
+    return orjson.dumps(value, default=_plain_container).decode()
+
+
+def _plain_container(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | list):
+        return list(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")

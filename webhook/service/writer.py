@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from kubernetes import client
 
 from webhook.core.models import API_GROUP, API_VERSION, KIND, LABEL_PREFIX, PLURAL
@@ -57,6 +58,8 @@ SOURCE_LABEL = f"{LABEL_PREFIX}source"
 SOURCE_ANNOTATION = f"{LABEL_PREFIX}source"
 SOURCE_HASH_ANNOTATION = f"{LABEL_PREFIX}source-hash"
 COPIES_KEY = "copies.json"
+# Registries whose desired status is computed and written at a time.
+STATUS_BATCH = 250
 # Events about cluster-scoped objects must live in "default" (API server validation).
 EVENT_NAMESPACE = "default"
 REPORTING_CONTROLLER = f"{API_GROUP}/{MANAGER}"
@@ -143,6 +146,11 @@ class _Inputs:
         )
 
 
+def _canonical(status: Mapping[str, Any]) -> str:
+    # str: orjson's bytes keep a 4 KiB buffer each (see state._json).
+    return orjson.dumps(status, option=orjson.OPT_SORT_KEYS).decode()
+
+
 def _plain(value: Any) -> Any:
     """Plain dicts and lists (kopf hands out mapping views), for comparisons with what we compute."""
     if isinstance(value, Mapping):
@@ -192,8 +200,9 @@ class Writer:
         self._record_version: str | None = None
         # target -> (source hash written, monotonic time after which to read the copy again).
         self._verified: dict[tuple[str, str], tuple[str, float]] = {}
-        # registry name -> (status observed before our write, owned status written).
-        self._written: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # registry name -> (status observed before our write, owned status written), as JSON: the
+        # first round at 10,000 registries holds one for each until the watch has delivered them.
+        self._written: dict[str, tuple[str, str]] = {}
         self._failures: dict[str, str] = {}
         self._foreign: set[tuple[str, str]] = set()
         self._settled: _Inputs | None = None
@@ -234,44 +243,49 @@ class Writer:
         # consistent view the thread below can read while the watches go on.
         records = tuple(self.state.objects.values())
         inputs = _Inputs(snapshot.config, sources, records)
-        settled = self._settled is not None and self._settled.same(inputs)
-        try:
-            # Thousands of registries take a good part of a second: off the event loop, so
-            # admission requests are answered meanwhile.
-            views, statuses, plan = await asyncio.to_thread(self._plan, snapshot, sources, records, settled)
-        except Exception:
-            logger.exception("cannot compute the desired status and copies")
-            return
-        if statuses is not None:
-            clean = await self._write_statuses(views, statuses)
+        if self._settled is None or not self._settled.same(inputs):
+            # In batches: the desired statuses of 10,000 registries held at once were the largest
+            # part of the process's peak memory (bench/RESULTS.md).
+            clean = True
+            for first in range(0, len(records), STATUS_BATCH):
+                batch = records[first : first + STATUS_BATCH]
+                try:
+                    # Off the event loop, so admission requests are answered meanwhile.
+                    views, statuses = await asyncio.to_thread(self._plan_statuses, snapshot, sources, batch)
+                except Exception:
+                    logger.exception("cannot compute the desired status of ChaosImageRegistries")
+                    return
+                clean = await self._write_statuses(views, statuses) and clean
+            for name in [n for n in self._written if n not in self.state.objects]:
+                del self._written[name]
             self._settled = inputs if clean else None
+        try:
+            plan = await asyncio.to_thread(self._plan_copies, snapshot, sources)
+        except Exception:
+            logger.exception("cannot compute the pull-secret copies")
+            return
         await self._sync_copies(plan)
 
-    def _plan(
-        self,
-        snapshot: Snapshot,
-        sources: SecretSources,
-        records: tuple[RegistryObject, ...],
-        settled: bool,
-    ) -> tuple[list[_RecordView], dict[str, dict[str, Any]] | None, CopyPlan]:
-        """Desired statuses (None when the inputs are those of a round that found nothing to
-        write) and copies. Runs in a thread."""
+    def _plan_statuses(
+        self, snapshot: Snapshot, sources: SecretSources, records: tuple[RegistryObject, ...]
+    ) -> tuple[list[_RecordView], dict[str, dict[str, Any]]]:
+        """The desired status of each record, and what to compare it with. Runs in a thread."""
         views: list[_RecordView] = []
-        statuses = None
-        if not settled:
-            for record in records:
-                observed = owned(_plain(record.status))
-                current = self._current_status(record.name, observed)
-                views.append(_RecordView(record.name, record.generation, current, record.problems, observed))
-            statuses = desired_statuses(snapshot.config, views, sources, datetime.now(UTC))
-        plan = desired_copies(
+        for record in records:
+            observed = owned(_plain(record.status))
+            current = self._current_status(record.name, observed)
+            views.append(_RecordView(record.name, record.generation, current, record.problems, observed))
+        return views, desired_statuses(snapshot.config, views, sources, datetime.now(UTC))
+
+    def _plan_copies(self, snapshot: Snapshot, sources: SecretSources) -> CopyPlan:
+        """The Secret copies that should exist. Runs in a thread."""
+        return desired_copies(
             snapshot.config,
             snapshot.namespaces,
             sources,
             bound_only=not self.options.select_all_namespaces,
             excluded={*NEVER_INJECTED, self.options.namespace},
         )
-        return views, statuses, plan
 
     # Errors: one line the first time, then quiet until it changes or succeeds -----------------------
 
@@ -291,8 +305,13 @@ class Writer:
     def _current_status(self, name: str, observed: dict[str, Any]) -> dict[str, Any]:
         """The owned status to compare with: what we wrote, until the watch delivers a newer one."""
         written = self._written.get(name)
-        if written is not None and written[0] == observed:
-            return written[1]
+        if written is None:
+            return observed
+        if written[0] == _canonical(observed):
+            status: dict[str, Any] = orjson.loads(written[1])
+            return status
+        # The watch has delivered a newer status (ours, or someone's since): compare with that.
+        self._written.pop(name, None)
         return observed
 
     async def _write_statuses(self, views: list[_RecordView], statuses: dict[str, dict[str, Any]]) -> bool:
@@ -313,13 +332,10 @@ class Writer:
                 self._failed(key, f"cannot update {key}: {describe(error)}")
                 continue
             self._succeeded(key)
-            self._written[view.name] = (view.observed, desired)
+            self._written[view.name] = (_canonical(view.observed), _canonical(desired))
             logger.info("updated %s: %s", key, _summary(desired))
             for reason, message in attention_needed(view.status, desired):
                 await self._post_event(updated, reason, message)
-        names = {view.name for view in views}
-        for name in [n for n in self._written if n not in names]:
-            del self._written[name]
         return clean
 
     def _patch_status(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
