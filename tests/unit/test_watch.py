@@ -56,7 +56,9 @@ def test_a_bookmark_moves_the_version_and_calls_nothing(watched: tuple[Watcher, 
 def test_410_gone_asks_for_a_new_listing(watched: tuple[Watcher, Recorder]) -> None:
     watcher, _ = watched
     with pytest.raises(Expired):
-        watcher.apply_event({"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}})
+        watcher.apply_event(
+            {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+        )
 
 
 @pytest.mark.parametrize(

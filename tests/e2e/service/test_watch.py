@@ -77,7 +77,9 @@ async def test_namespaces_arrive_as_metadata_only_with_their_labels(
         )
 
 
-async def test_registries_are_listed_watched_resumed_and_relisted(session: ApiSession, cluster: Cluster) -> None:
+async def test_registries_are_listed_watched_resumed_and_relisted(
+    session: ApiSession, cluster: Cluster
+) -> None:
     seen = Seen()
     spec = {"registry": {"server": "mirror.example.com"}}
     first = cluster.registry("first", spec)["metadata"]["name"]
