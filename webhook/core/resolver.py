@@ -101,7 +101,11 @@ class Conflict:
 
 @dataclass(frozen=True, slots=True)
 class Effective:
-    """The registry configuration that applies to one scope, and where each field came from."""
+    """The registry configuration that applies to one scope, and where each field came from.
+
+    One is memoised per scope in use, so it keeps the entries that were applied rather than a
+    provenance table: `provenance` is computed when asked (explain, status), never by admission.
+    """
 
     scope: Scope
     server: str
@@ -111,14 +115,23 @@ class Effective:
     secret_namespace: str | None
     custom_enabled: bool
     custom_images: Mapping[str, str]
-    provenance: Mapping[str, str]
-    applied: tuple[str, ...]
+    layers: tuple[RegistryEntry, ...]  # the entries applied, from the account down
+    default_components: tuple[str, ...]  # components with a custom image in the defaults
     blocked: tuple[Blocked, ...]
     problems: tuple[str, ...]
 
     @property
     def private(self) -> bool:
         return self.type == "Private"
+
+    @property
+    def applied(self) -> tuple[str, ...]:
+        return tuple(entry.name for entry in self.layers)
+
+    @property
+    def provenance(self) -> Mapping[str, str]:
+        """Field (as `explain` names it) -> where its value came from: `defaults` or a resource."""
+        return MappingProxyType(_provenance(self.layers, self.default_components))
 
 
 class RegistryIndex:
@@ -178,13 +191,10 @@ class RegistryIndex:
             "secret_name": root.secret_name,
             "secret_namespace": root.secret_namespace,
         }
-        provenance = {key: DEFAULTS_SOURCE for key, _ in REGISTRY_FIELDS}
+        type_source = DEFAULTS_SOURCE
         custom_enabled = bool(defaults.custom_images.enabled)
-        provenance["customImages.enabled"] = DEFAULTS_SOURCE
         images = dict(defaults.custom_images.images)
-        for component in images:
-            provenance[f"customImages.images.{component}"] = DEFAULTS_SOURCE
-        applied: list[str] = []
+        applied: list[RegistryEntry] = []
         blocked: list[Blocked] = []
         lock: RegistryEntry | None = None
 
@@ -195,25 +205,23 @@ class RegistryIndex:
             if lock is not None:
                 blocked.append(Blocked(entry.name, entry.scope, lock.name, lock.scope))
                 continue
-            applied.append(entry.name)
-            for key, attribute in REGISTRY_FIELDS:
+            applied.append(entry)
+            for _, attribute in REGISTRY_FIELDS:
                 value = getattr(entry, attribute)
                 if value is not None:
                     values[attribute] = value
-                    provenance[key] = entry.source
+            if entry.type is not None:
+                type_source = entry.source
             if entry.custom_enabled is not None:
                 custom_enabled = entry.custom_enabled
-                provenance["customImages.enabled"] = entry.source
-            for component, image in entry.custom_images.items():
-                images[component] = image
-                provenance[f"customImages.images.{component}"] = entry.source
+            images.update(entry.custom_images)
             if not entry.allow_overrides:
                 lock = entry
 
         problems = []
         if values["type"] == "Private" and not values["secret_name"]:
             problems.append(
-                f"registry.type Private (from {provenance['registry.type']}) has no registry.secretName "
+                f"registry.type Private (from {type_source}) has no registry.secretName "
                 "at this scope or above: no pull secret can be added"
             )
         server, account, type_ = values["server"], values["account"], values["type"]
@@ -227,8 +235,25 @@ class RegistryIndex:
             secret_namespace=values["secret_namespace"],
             custom_enabled=custom_enabled,
             custom_images=MappingProxyType(images),
-            provenance=MappingProxyType(provenance),
-            applied=tuple(applied),
+            layers=tuple(applied),
+            default_components=tuple(defaults.custom_images.images),
             blocked=tuple(blocked),
             problems=tuple(problems),
         )
+
+
+def _provenance(layers: Iterable[RegistryEntry], default_components: Iterable[str]) -> dict[str, str]:
+    provenance = {key: DEFAULTS_SOURCE for key, _ in REGISTRY_FIELDS}
+    provenance["customImages.enabled"] = DEFAULTS_SOURCE
+    for component in default_components:
+        provenance[f"customImages.images.{component}"] = DEFAULTS_SOURCE
+    for entry in layers:
+        source = entry.source
+        for key, attribute in REGISTRY_FIELDS:
+            if getattr(entry, attribute) is not None:
+                provenance[key] = source
+        if entry.custom_enabled is not None:
+            provenance["customImages.enabled"] = source
+        for component in entry.custom_images:
+            provenance[f"customImages.images.{component}"] = source
+    return provenance
