@@ -47,13 +47,12 @@ async def test_a_resource_that_turns_invalid_leaves_the_configuration() -> None:
     assert state.objects["acme"].problems
 
 
-async def test_statuses_are_kept_as_compact_json_and_read_back_whole() -> None:
+async def test_statuses_are_kept_compressed_and_read_back_whole() -> None:
     state = ConfigState()
     status = {"level": "Account", "conditions": [{"type": "Effective", "status": "True"}]}
     state.upsert_registry({**registry(), "status": status})
     kept = state.objects["acme"]
-    assert isinstance(kept.status_json, str)  # not orjson's bytes: those hold a 4 KiB buffer each
-    assert len(kept.status_json) < 100
+    assert len(kept.status_data) < 100  # not orjson's bytes: those hold a 4 KiB buffer each
     assert kept.status == status
 
 
@@ -64,3 +63,21 @@ async def test_statuses_given_as_mapping_views_are_kept_too() -> None:
     conditions = (MappingProxyType({"type": "Effective", "status": "True"}),)
     state.upsert_registry({**registry(), "status": MappingProxyType({"conditions": conditions})})
     assert state.objects["acme"].status == {"conditions": [{"type": "Effective", "status": "True"}]}
+
+
+async def test_only_our_namespace_labels_are_kept() -> None:
+    state = ConfigState()
+    labels = {
+        "chaosregistry.io/account": "acme",
+        "chaosregistry.io/inject": "false",
+        "kubernetes.io/metadata.name": "team-a",
+        "istio-injection": "enabled",
+    }
+    state.upsert_namespace("team-a", labels)
+    snapshot = state.rebuild()
+    assert snapshot.namespaces["team-a"] == {
+        "chaosregistry.io/account": "acme",
+        "chaosregistry.io/inject": "false",
+    }
+    state.upsert_namespace("team-a", {**labels, "istio-injection": "disabled"})
+    assert state.rebuild().namespaces["team-a"] == snapshot.namespaces["team-a"]

@@ -200,8 +200,8 @@ class Writer:
         self._record_version: str | None = None
         # target -> (source hash written, monotonic time after which to read the copy again).
         self._verified: dict[tuple[str, str], tuple[str, float]] = {}
-        # registry name -> (status observed before our write, owned status written), as JSON: the
-        # first round at 10,000 registries holds one for each until the watch has delivered them.
+        # registry name -> (status observed before our write, owned status written), as JSON, until
+        # the watch delivers what we wrote.
         self._written: dict[str, tuple[str, str]] = {}
         self._failures: dict[str, str] = {}
         self._foreign: set[tuple[str, str]] = set()
@@ -248,6 +248,7 @@ class Writer:
             # part of the process's peak memory (bench/RESULTS.md).
             clean = True
             for first in range(0, len(records), STATUS_BATCH):
+                self._forget_overtaken()
                 batch = records[first : first + STATUS_BATCH]
                 try:
                     # Off the event loop, so admission requests are answered meanwhile.
@@ -256,8 +257,6 @@ class Writer:
                     logger.exception("cannot compute the desired status of ChaosImageRegistries")
                     return
                 clean = await self._write_statuses(views, statuses) and clean
-            for name in [n for n in self._written if n not in self.state.objects]:
-                del self._written[name]
             self._settled = inputs if clean else None
         try:
             plan = await asyncio.to_thread(self._plan_copies, snapshot, sources)
@@ -265,6 +264,15 @@ class Writer:
             logger.exception("cannot compute the pull-secret copies")
             return
         await self._sync_copies(plan)
+
+    def _forget_overtaken(self) -> None:
+        """Drop the record of a status we wrote once the watch has delivered it (or a newer one),
+        or the registry is gone: so it holds about one batch, not every registry."""
+        objects = self.state.objects
+        for name, (before, _) in list(self._written.items()):
+            record = objects.get(name)
+            if record is None or _canonical(owned(record.status)) != before:
+                del self._written[name]
 
     def _plan_statuses(
         self, snapshot: Snapshot, sources: SecretSources, records: tuple[RegistryObject, ...]
