@@ -7,6 +7,7 @@ them: the resolver reduces them to plain frozen records once, when the configura
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,7 +64,8 @@ class Scope:
         for part in parts:
             if not part:
                 break
-            given.append(part)
+            # Interned: the same names recur in every scope below them and in namespace labels.
+            given.append(sys.intern(part) if type(part) is str else part)
         return cls(tuple(given))
 
     @classmethod

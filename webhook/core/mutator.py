@@ -19,6 +19,8 @@ from webhook.core.resolver import Effective
 
 JsonPatch = list[dict[str, Any]]
 _CACHE_LIMIT = 4096
+# Shared by every scope without custom images: an empty frozenset is 200 bytes, per scope.
+_NO_TARGETS: frozenset[str] = frozenset()
 
 
 def escape_pointer(token: str) -> str:
@@ -57,7 +59,9 @@ class Rewriter:
         self.scope_annotation = scope_annotation(effective)
         # Custom images are used verbatim, so each one is already a target, whatever its repository.
         self._custom_targets = (
-            frozenset(effective.custom_images.values()) if effective.custom_enabled else frozenset()
+            frozenset(effective.custom_images.values())
+            if effective.custom_enabled and effective.custom_images
+            else _NO_TARGETS
         )
 
     def target(self, image: str, helper: bool) -> Target:

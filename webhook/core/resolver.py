@@ -14,6 +14,8 @@ from types import MappingProxyType
 from webhook.core.models import ChaosImageRegistry, DefaultsConfig, Scope
 
 DEFAULTS_SOURCE = "defaults"
+# Shared by every entry and scope without custom images (most of them): one per scope adds up.
+NO_IMAGES: Mapping[str, str] = MappingProxyType({})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Provenance keys, in the order `explain` prints them.
@@ -40,7 +42,7 @@ class RegistryEntry:
     secret_name: str | None = None
     secret_namespace: str | None = None
     custom_enabled: bool | None = None
-    custom_images: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    custom_images: Mapping[str, str] = field(default_factory=lambda: NO_IMAGES)
 
     @classmethod
     def from_resource(cls, resource: ChaosImageRegistry) -> RegistryEntry:
@@ -59,7 +61,7 @@ class RegistryEntry:
             secret_name=spec.registry.secret_name,
             secret_namespace=spec.registry.secret_namespace,
             custom_enabled=spec.custom_images.enabled,
-            custom_images=MappingProxyType(dict(spec.custom_images.images)),
+            custom_images=_images(spec.custom_images.images),
         )
 
     @property
@@ -234,7 +236,7 @@ class RegistryIndex:
             secret_name=values["secret_name"],
             secret_namespace=values["secret_namespace"],
             custom_enabled=custom_enabled,
-            custom_images=MappingProxyType(images),
+            custom_images=_images(images),
             layers=tuple(applied),
             default_components=tuple(defaults.custom_images.images),
             blocked=tuple(blocked),
@@ -257,3 +259,7 @@ def _provenance(layers: Iterable[RegistryEntry], default_components: Iterable[st
         for component in entry.custom_images:
             provenance[f"customImages.images.{component}"] = source
     return provenance
+
+
+def _images(images: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(images)) if images else NO_IMAGES
