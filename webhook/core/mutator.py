@@ -7,6 +7,7 @@ and emits only the operations needed. Mutating an already mutated pod yields no 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,10 @@ class Rewriter:
     def __init__(self, effective: Effective, catalog: Mapping[str, CatalogEntry]) -> None:
         self.effective = effective
         self._catalog = catalog
-        self._cache: dict[tuple[str, bool], Target] = {}
+        # One table per helper context, keyed by the interned image: every scope caches the same
+        # few catalog images, so they share one string instead of keeping each request's copy.
+        self._cache: dict[str, Target] = {}
+        self._helper_cache: dict[str, Target] = {}
         # The same for every pod of the scope: serialised once, not per admission.
         self.scope_annotation = scope_annotation(effective)
         # Custom images are used verbatim, so each one is already a target, whatever its repository.
@@ -65,12 +69,12 @@ class Rewriter:
         )
 
     def target(self, image: str, helper: bool) -> Target:
-        key = (image, helper)
-        cached = self._cache.get(key)
+        cache = self._helper_cache if helper else self._cache
+        cached = cache.get(image)
         if cached is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            cached = self._cache[key] = self._compute(image, helper)
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cached = cache[sys.intern(image) if type(image) is str else image] = self._compute(image, helper)
         return cached
 
     def _compute(self, image: str, helper: bool) -> Target:

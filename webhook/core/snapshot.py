@@ -77,7 +77,7 @@ class CompiledConfig:
         if binding.warning:
             warnings.append(binding.warning)
         rewriter = self.rewriter(binding.scope)
-        if not rewriter.effective.applied and not self.defaults.rewrite_unconfigured_scopes:
+        if not rewriter.effective.layers and not self.defaults.rewrite_unconfigured_scopes:
             return Mutation(
                 chaos=True,
                 reason=f"{rule}: no ChaosImageRegistry covers scope {binding.scope}",

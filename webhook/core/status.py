@@ -345,7 +345,7 @@ def desired_copies(
         effective = config.effective(scope)
         if not effective.private:
             continue
-        if not effective.applied and not defaults.rewrite_unconfigured_scopes:
+        if not effective.layers and not defaults.rewrite_unconfigured_scopes:
             continue
         problem = sources.problem(effective)
         source = sources.source_of(effective)

@@ -59,6 +59,7 @@ class ConfigState:
         self.snapshot: Snapshot | None = None
         self.generation = 0
         self.source_secrets: set[tuple[str, str]] = set()
+        self.source_changes = 0  # counts events of source Secrets (their data may have changed)
         self._pending: asyncio.TimerHandle | None = None
         self._config: CompiledConfig | None = None
         self._config_dirty = True
@@ -151,6 +152,7 @@ class ConfigState:
             return
         # The writer compares a hash of the source with each copy's: a change reaches copies now,
         # not at the next resync.
+        self.source_changes += 1
         self._notify()
 
     # Snapshot ----------------------------------------------------------------------------------

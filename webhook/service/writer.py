@@ -22,6 +22,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
+import random
 import secrets
 import time
 from collections.abc import Mapping
@@ -146,6 +148,11 @@ class _Inputs:
         )
 
 
+def _same_objects(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """The configuration and namespaces by identity (snapshots are immutable), the rest by value."""
+    return a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:]
+
+
 def _canonical(status: Mapping[str, Any]) -> str:
     # str: orjson's bytes keep a 4 KiB buffer each (see state._json).
     return orjson.dumps(status, option=orjson.OPT_SORT_KEYS).decode()
@@ -206,6 +213,10 @@ class Writer:
         self._failures: dict[str, str] = {}
         self._foreign: set[tuple[str, str]] = set()
         self._settled: _Inputs | None = None
+        # What the last clean copies round was computed from, and when a copy is next due a check.
+        self._copies_done: tuple[object, ...] | None = None
+        self._copies_due = math.inf
+        self._copies_failed = False
 
     # The loop ------------------------------------------------------------------------------------
 
@@ -258,12 +269,22 @@ class Writer:
                     return
                 clean = await self._write_statuses(views, statuses) and clean
             self._settled = inputs if clean else None
+        # Copies depend on the configuration, the namespaces and the source Secrets; with none of
+        # them changed and no copy due for a check, a round has nothing to do (at 10,000
+        # namespaces, planning alone is a tenth of a CPU second, taken from admission's core).
+        inputs_of_copies = (snapshot.config, snapshot.namespaces, sources, self.state.source_changes)
+        done = self._copies_done
+        if done is not None and _same_objects(inputs_of_copies, done) and time.monotonic() < self._copies_due:
+            return
         try:
             plan = await asyncio.to_thread(self._plan_copies, snapshot, sources)
         except Exception:
             logger.exception("cannot compute the pull-secret copies")
             return
+        self._copies_failed = False
         await self._sync_copies(plan)
+        self._copies_done = None if self._copies_failed else inputs_of_copies
+        self._copies_due = min((due for _, due in self._verified.values()), default=math.inf)
 
     def _forget_overtaken(self) -> None:
         """Drop the record of a status we wrote once the watch has delivered it (or a newer one),
@@ -298,6 +319,7 @@ class Writer:
     # Errors: one line the first time, then quiet until it changes or succeeds -----------------------
 
     def _failed(self, key: str, text: str) -> None:
+        self._copies_failed = True
         if self._failures.get(key) != text:
             logger.warning("%s (retrying every round)", text)
             self._failures[key] = text
@@ -533,8 +555,10 @@ class Writer:
             )
             return
         self._succeeded(key)
-        # Checked again after the verify interval, or at once when the source changes.
-        self._verified[target] = (source.hash, time.monotonic() + self.verify_interval)
+        # Checked again after the verify interval (spread, so that thousands of copies written in
+        # one round are not all checked in one round later), or at once when the source changes.
+        due = time.monotonic() + self.verify_interval * random.uniform(0.5, 1.0)
+        self._verified[target] = (source.hash, due)
         if outcome == "foreign":
             if target not in self._foreign:
                 self._foreign.add(target)

@@ -175,6 +175,23 @@ def test_registry_turning_public_removes_copies(cluster: Cluster, sources: Sourc
     wait_gone(cluster, team, secret)
 
 
+def test_a_copy_deleted_by_hand_comes_back_at_the_next_check(cluster: Cluster, sources: Sources) -> None:
+    # The session webhook resyncs every 2 s, so each copy is checked again within 10-20 s; rounds
+    # in between do nothing for copies when nothing they depend on has changed.
+    secret = f"{cluster.account}-pull"
+    data = sources.create(secret)
+    cluster.registry("root", private(secret))
+    team = cluster.namespace()
+    wait_copy(cluster, team, secret, data)
+
+    cluster.core.delete_namespaced_secret(secret, team)
+    wait_gone(cluster, team, secret)
+    restored = wait_for(
+        lambda: read_secret(cluster, team, secret), timeout=30, interval=0.5, what="the copy restored"
+    )
+    assert restored.data == data
+
+
 def test_secret_missing_until_the_source_exists(cluster: Cluster, sources: Sources) -> None:
     secret = f"{cluster.account}-later"
     cluster.registry("root", private(secret))
