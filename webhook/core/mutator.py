@@ -52,6 +52,9 @@ class Target:
 class Rewriter:
     """Target images under one effective registry, cached per (image, helper context)."""
 
+    # One per scope in use: no per-instance __dict__.
+    __slots__ = ("_cache", "_catalog", "_custom_targets", "_helper_cache", "effective", "scope_annotation")
+
     def __init__(self, effective: Effective, catalog: Mapping[str, CatalogEntry]) -> None:
         self.effective = effective
         self._catalog = catalog

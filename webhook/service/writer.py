@@ -438,7 +438,13 @@ class Writer:
                 "%d bound namespaces get no pull-secret copy: %s", len(plan.skipped), plan.skipped[:5]
             )
         # Record first, then create: a copy made is always in the record, so it is never left behind.
-        intent = {**self._record, **{t: f"{c.source_namespace}/{c.source_name}" for t, c in desired.items()}}
+        intent = dict(self._record)
+        source_texts: dict[tuple[str, str], str] = {}  # one string per source, not one per copy
+        for target, copy in desired.items():
+            text = source_texts.get(copy.source)
+            if text is None:
+                text = source_texts[copy.source] = f"{copy.source_namespace}/{copy.source_name}"
+            intent[target] = text
         if intent != self._record and not await self._save_record(intent):
             return
 
