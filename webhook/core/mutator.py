@@ -7,7 +7,6 @@ and emits only the operations needed. Mutating an already mutated pod yields no 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,9 @@ from webhook.core.resolver import Effective
 
 JsonPatch = list[dict[str, Any]]
 _CACHE_LIMIT = 4096
+# One string per image text for the target caches of all scopes (bounded, unlike sys.intern: the
+# texts come from pods).
+_SHARED_IMAGES: dict[str, str] = {}
 # Shared by every scope without custom images: an empty frozenset is 200 bytes, per scope.
 _NO_TARGETS: frozenset[str] = frozenset()
 
@@ -49,6 +51,15 @@ class Target:
     warning: str | None
 
 
+def _shared(image: str) -> str:
+    shared = _SHARED_IMAGES.get(image)
+    if shared is None:
+        if len(_SHARED_IMAGES) >= _CACHE_LIMIT:
+            _SHARED_IMAGES.clear()
+        shared = _SHARED_IMAGES[image] = image
+    return shared
+
+
 class Rewriter:
     """Target images under one effective registry, cached per (image, helper context)."""
 
@@ -58,7 +69,7 @@ class Rewriter:
     def __init__(self, effective: Effective, catalog: Mapping[str, CatalogEntry]) -> None:
         self.effective = effective
         self._catalog = catalog
-        # One table per helper context, keyed by the interned image: every scope caches the same
+        # One table per helper context, keyed by a shared image string: every scope caches the same
         # few catalog images, so they share one string instead of keeping each request's copy.
         self._cache: dict[str, Target] = {}
         self._helper_cache: dict[str, Target] = {}
@@ -77,7 +88,7 @@ class Rewriter:
         if cached is None:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
-            cached = cache[sys.intern(image) if type(image) is str else image] = self._compute(image, helper)
+            cached = cache[_shared(image)] = self._compute(image, helper)
         return cached
 
     def _compute(self, image: str, helper: bool) -> Target:

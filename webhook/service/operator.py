@@ -116,8 +116,9 @@ class Runtime:
         for watcher in self.watchers:
             await watcher.synced.wait()
 
-    def list_defaults_and_secrets(self) -> None:
-        """Read the defaults ConfigMap and the source Secrets' names (blocking: runs in a thread)."""
+    def read_defaults_and_secrets(self) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+        """The defaults ConfigMap (None: there is none) and the source Secrets' names (blocking:
+        runs in a thread; the state is changed on the event loop only)."""
         core = client.CoreV1Api(self.api)
         try:
             configmap = core.read_namespaced_config_map(
@@ -134,9 +135,7 @@ class Runtime:
             for secret in core.list_namespaced_secret(source).items
             if secret.metadata and secret.metadata.name
         ]
-        self.state.set_defaults(defaults_body)
-        for source, name in secrets:
-            self.state.set_source_secret(source, name, True)
+        return defaults_body, secrets
 
     def apply_webhook_configuration(self, ca_bundle: bytes | None) -> None:
         options = self.options
@@ -176,7 +175,10 @@ class Runtime:
             try:
                 await self.load_certificate()
                 await self.wait_for_watches()
-                await asyncio.to_thread(self.list_defaults_and_secrets)
+                defaults_body, secrets = await asyncio.to_thread(self.read_defaults_and_secrets)
+                self.state.set_defaults(defaults_body)
+                for source, name in secrets:
+                    self.state.set_source_secret(source, name, True)
                 self.state.rebuild()
                 await asyncio.to_thread(self.apply_webhook_configuration, self.certificates.ca_bundle())
                 break
@@ -234,7 +236,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     async def secret_event(type: str | None, name: str, namespace: str | None, **_: Any) -> None:
         # Only names are kept: Secret contents never leave the API except into the copies.
         if namespace is not None and namespace in options.source_namespaces:
-            state.set_source_secret(namespace, name, type != "DELETED", modified=type == "MODIFIED")
+            # type None: kopf's (re-)listing, which may carry a change its watch missed.
+            state.set_source_secret(namespace, name, type != "DELETED", modified=type in (None, "MODIFIED"))
 
     # subresource="*": kopf matches a handler's subresource exactly (None is the pod itself), and
     # ephemeral containers arrive as an UPDATE of pods/ephemeralcontainers.

@@ -37,6 +37,10 @@ LIST_PAGE_SIZE = 500
 # The apiserver ends a watch after timeoutSeconds; clients spread their renewals (client-go: 5-10 min).
 WATCH_SECONDS = (300, 600)
 RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request
+MIN_WATCH_SECONDS = 1.0  # a watch ended sooner counts as a failure (pause before the next)
+WATCH_GRACE_SECONDS = 30  # past timeoutSeconds, a watch connection is given up
+LIST_TIMEOUT_SECONDS = 60  # per page
+CONNECT_SECONDS = 10
 METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
@@ -81,7 +85,7 @@ class ApiSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl),
-                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
+                timeout=aiohttp.ClientTimeout(total=LIST_TIMEOUT_SECONDS, sock_connect=CONNECT_SECONDS),
             )
         return self._session
 
@@ -137,29 +141,57 @@ class Watcher:
         self.resource_version: str | None = None
 
     async def run(self) -> None:
+        """For ever: list when needed, then watch; after any failure, pause (doubling up to 10 s)
+        and go on. Only cancellation ends it."""
+        loop = asyncio.get_running_loop()
         pause = RETRY_SECONDS[0]
         while True:
+            began = loop.time()
             try:
                 if self.resource_version is None:
                     await self.relist()
-                    pause = RETRY_SECONDS[0]
                 await self._watch()
-                pause = RETRY_SECONDS[0]
+            except asyncio.CancelledError:
+                raise
             except Expired:
                 logger.info("%s watch expired; listing again", self.resource.kind)
                 self.resource_version = None
-            except (WatchError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                # The connection failed: resume from the same resourceVersion.
+                self._failed(error)
+            except (WatchError, ValueError) as error:
+                # The server refused (e.g. a resourceVersion ahead of it after an etcd restore) or
+                # sent what does not parse: list again rather than repeat the same request.
+                self._failed(error)
+                self.resource_version = None
+            except Exception as error:  # a body we did not foresee: never end the watch for it
+                logger.exception("%s list-and-watch failed unexpectedly; listing again", self.resource.kind)
                 self.last_error = _one_line(error)
-                logger.warning(
-                    "%s %s of %s failed: %s; retrying in %.1fs",
-                    self.resource.kind,
-                    "watch" if self.resource_version else "list",
-                    self.resource.path,
-                    self.last_error,
-                    pause,
-                )
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RETRY_SECONDS[1])
+                self.resource_version = None
+            else:
+                if loop.time() - began >= MIN_WATCH_SECONDS:
+                    pause = RETRY_SECONDS[0]
+                    continue
+                # A watch the server ends at once (shutting down, a proxy): not a tight loop.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_SECONDS[1])
+
+    def _failed(self, error: BaseException) -> None:
+        self.last_error = _one_line(error)
+        logger.warning(
+            "%s %s of %s failed: %s; retrying",
+            self.resource.kind,
+            "watch" if self.resource_version else "list",
+            self.resource.path,
+            self.last_error,
+        )
+
+    def _deliver(self, body: Body, name: str) -> None:
+        """Hand one object to the state; one it cannot take must not stop the others."""
+        try:
+            self.upsert(body)
+        except Exception:
+            logger.exception("%s %s could not be taken; skipped", self.resource.kind, name)
 
     async def relist(self) -> None:
         """List everything (in pages); whatever the listing no longer holds is deleted."""
@@ -177,14 +209,14 @@ class Watcher:
                 name = _name_of(item)
                 if name is not None:
                     seen.add(name)
-                    self.upsert(item)
+                    self._deliver(item, name)
             metadata = page.get("metadata") or {}
             version = metadata.get("resourceVersion") or version
             token = metadata.get("continue")
             if not token:
                 break
         for name in self._names - seen:
-            self.delete(name)
+            self._remove(name)
         self._names = seen
         self.resource_version = version
         self.last_error = None
@@ -192,7 +224,8 @@ class Watcher:
 
     async def _get_json(self, query: Mapping[str, str | int], accept: str) -> dict[str, Any]:
         url = f"{self.api.host}{self.resource.path}?{urlencode(query)}"
-        async with self.api.session.get(url, headers=self.api.headers(accept)) as response:
+        timeout = aiohttp.ClientTimeout(total=LIST_TIMEOUT_SECONDS, sock_connect=CONNECT_SECONDS)
+        async with self.api.session.get(url, headers=self.api.headers(accept), timeout=timeout) as response:
             data = await response.read()
             if response.status == 410:
                 raise Expired()
@@ -205,22 +238,28 @@ class Watcher:
 
     async def _watch(self) -> None:
         resource = self.resource
-        query: dict[str, str | int] = {
-            "watch": 1,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": random.randint(*WATCH_SECONDS),
-        }
+        seconds = random.randint(*WATCH_SECONDS)
+        query: dict[str, str | int] = {"watch": 1, "allowWatchBookmarks": "true", "timeoutSeconds": seconds}
         if self.resource_version:
             query["resourceVersion"] = self.resource_version
         url = f"{self.api.host}{resource.path}?{urlencode(query)}"
         accept = METADATA_ONLY_WATCH if resource.metadata_only else "application/json"
-        async with self.api.session.get(url, headers=self.api.headers(accept)) as response:
+        # The server ends the watch after `seconds`: a connection still open well after that is
+        # dead (a node or a load balancer gone without a word), and must not hold the state still.
+        timeout = aiohttp.ClientTimeout(total=seconds + WATCH_GRACE_SECONDS, sock_connect=CONNECT_SECONDS)
+        async with self.api.session.get(url, headers=self.api.headers(accept), timeout=timeout) as response:
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
                 raise WatchError(_status_message(response.status, await response.read()))
             async for line in _lines(response.content):
                 self.apply_event(orjson.loads(line))
+
+    def _remove(self, name: str) -> None:
+        try:
+            self.delete(name)
+        except Exception:
+            logger.exception("%s %s: its deletion could not be taken; skipped", self.resource.kind, name)
 
     def apply_event(self, event: Any) -> None:
         """One decoded watch event: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR (410: list again)."""
@@ -235,10 +274,10 @@ class Watcher:
         name = _name_of(body) if kind != "BOOKMARK" else None
         if name is not None and kind == "DELETED":
             self._names.discard(name)
-            self.delete(name)
+            self._remove(name)
         elif name is not None and kind in ("ADDED", "MODIFIED"):
             self._names.add(name)
-            self.upsert(body)
+            self._deliver(body, name)
         metadata = body.get("metadata")
         version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
         if isinstance(version, str) and version:

@@ -110,3 +110,24 @@ async def test_a_failing_listing_is_reported_in_one_line_and_retried(session: Ap
         await until(lambda: watcher.last_error is not None, "the error")
         assert watcher.last_error == "HTTP 404: 404 page not found"
         assert not watcher.synced.is_set()
+
+
+async def test_an_object_the_state_cannot_take_is_skipped_and_the_watch_goes_on(
+    session: ApiSession, cluster: Cluster
+) -> None:
+    seen = Seen()
+    spec = {"registry": {"server": "mirror.example.com"}}
+    bad = cluster.registry("bad", spec)["metadata"]["name"]
+
+    def upsert(body: Any) -> None:
+        if body["metadata"]["name"] == bad:
+            raise ValueError("cannot take this one")
+        seen.upsert(body)
+
+    watcher = Watcher(session, REGISTRIES, upsert, seen.delete)
+    async with running(watcher):
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        good = cluster.registry("good", spec)["metadata"]["name"]
+        await until(lambda: good in seen.bodies, "the registry after the one that failed")
+        assert bad not in seen.bodies
+        assert watcher.last_error is None
