@@ -100,6 +100,17 @@ class ApiSession:
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         return headers
 
+    def get(self, url: str, accept: str, timeout: aiohttp.ClientTimeout) -> Any:
+        """A GET with the credentials, through the kubeconfig's proxy and TLS server name if any."""
+        configuration = self.configuration
+        return self.session.get(
+            url,
+            headers=self.headers(accept),
+            timeout=timeout,
+            proxy=getattr(configuration, "proxy", None) or None,
+            server_hostname=getattr(configuration, "tls_server_name", None) or None,
+        )
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -225,7 +236,7 @@ class Watcher:
     async def _get_json(self, query: Mapping[str, str | int], accept: str) -> dict[str, Any]:
         url = f"{self.api.host}{self.resource.path}?{urlencode(query)}"
         timeout = aiohttp.ClientTimeout(total=LIST_TIMEOUT_SECONDS, sock_connect=CONNECT_SECONDS)
-        async with self.api.session.get(url, headers=self.api.headers(accept), timeout=timeout) as response:
+        async with self.api.get(url, accept, timeout) as response:
             data = await response.read()
             if response.status == 410:
                 raise Expired()
@@ -247,7 +258,7 @@ class Watcher:
         # The server ends the watch after `seconds`: a connection still open well after that is
         # dead (a node or a load balancer gone without a word), and must not hold the state still.
         timeout = aiohttp.ClientTimeout(total=seconds + WATCH_GRACE_SECONDS, sock_connect=CONNECT_SECONDS)
-        async with self.api.session.get(url, headers=self.api.headers(accept), timeout=timeout) as response:
+        async with self.api.get(url, accept, timeout) as response:
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
