@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 from kubernetes import client
 
-from webhook.core.models import API_GROUP, PLURAL
+from webhook.core.models import API_VERSION, PLURAL
 from webhook.service import kube
 
 logger = logging.getLogger("webhook.watch")
@@ -57,7 +57,7 @@ class Resource:
 
 
 NAMESPACES = Resource("Namespace", "/api/v1/namespaces", metadata_only=True)
-REGISTRIES = Resource("ChaosImageRegistry", f"/apis/{API_GROUP}/v1alpha1/{PLURAL}")
+REGISTRIES = Resource("ChaosImageRegistry", f"/apis/{API_VERSION}/{PLURAL}")
 
 
 class WatchError(Exception):

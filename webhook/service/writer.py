@@ -148,23 +148,28 @@ class _Inputs:
         )
 
 
-def _same_objects(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
-    """The configuration and namespaces by identity (snapshots are immutable), the rest by value."""
-    return a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:]
+@dataclass(frozen=True, slots=True)
+class _CopyInputs:
+    """What the copies are planned from; `source_changes` counts events of source Secrets."""
+
+    config: CompiledConfig
+    namespaces: Mapping[str, Mapping[str, str]]
+    sources: SecretSources
+    source_changes: int
+
+    def same(self, other: _CopyInputs) -> bool:
+        # Snapshots are immutable: the configuration and namespaces compare by identity.
+        return (
+            self.config is other.config
+            and self.namespaces is other.namespaces
+            and self.sources == other.sources
+            and self.source_changes == other.source_changes
+        )
 
 
 def _canonical(status: Mapping[str, Any]) -> str:
-    # str: orjson's bytes keep a 4 KiB buffer each (see state._json).
+    # str: orjson's bytes keep a 4 KiB buffer each (see state._compressed_json).
     return orjson.dumps(status, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _plain(value: Any) -> Any:
-    """Plain dicts and lists (kopf hands out mapping views), for comparisons with what we compute."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def describe(error: BaseException, detail: bool = True) -> str:
@@ -214,9 +219,9 @@ class Writer:
         self._foreign: set[tuple[str, str]] = set()
         self._settled: _Inputs | None = None
         # What the last clean copies round was computed from, and when a copy is next due a check.
-        self._copies_done: tuple[object, ...] | None = None
+        self._copies_done: _CopyInputs | None = None
         self._copies_due = math.inf
-        self._copies_failed = False
+        self._failure_count = 0  # calls of _failed, so a round can tell whether anything failed
 
     # The loop ------------------------------------------------------------------------------------
 
@@ -272,18 +277,18 @@ class Writer:
         # Copies depend on the configuration, the namespaces and the source Secrets; with none of
         # them changed and no copy due for a check, a round has nothing to do (at 10,000
         # namespaces, planning alone is a tenth of a CPU second, taken from admission's core).
-        inputs_of_copies = (snapshot.config, snapshot.namespaces, sources, self.state.source_changes)
+        copy_inputs = _CopyInputs(snapshot.config, snapshot.namespaces, sources, self.state.source_changes)
         done = self._copies_done
-        if done is not None and _same_objects(inputs_of_copies, done) and time.monotonic() < self._copies_due:
+        if done is not None and copy_inputs.same(done) and time.monotonic() < self._copies_due:
             return
         try:
             plan = await asyncio.to_thread(self._plan_copies, snapshot, sources)
         except Exception:
             logger.exception("cannot compute the pull-secret copies")
             return
-        self._copies_failed = False
+        failures = self._failure_count
         await self._sync_copies(plan)
-        self._copies_done = None if self._copies_failed else inputs_of_copies
+        self._copies_done = copy_inputs if self._failure_count == failures else None
         self._copies_due = min((due for _, due in self._verified.values()), default=math.inf)
 
     def _forget_overtaken(self) -> None:
@@ -301,7 +306,7 @@ class Writer:
         """The desired status of each record, and what to compare it with. Runs in a thread."""
         views: list[_RecordView] = []
         for record in records:
-            observed = owned(_plain(record.status))
+            observed = owned(record.status)
             current = self._current_status(record.name, observed)
             views.append(_RecordView(record.name, record.generation, current, record.problems, observed))
         return views, desired_statuses(snapshot.config, views, sources, datetime.now(UTC))
@@ -319,7 +324,7 @@ class Writer:
     # Errors: one line the first time, then quiet until it changes or succeeds -----------------------
 
     def _failed(self, key: str, text: str) -> None:
-        self._copies_failed = True
+        self._failure_count += 1
         if self._failures.get(key) != text:
             logger.warning("%s (retrying every round)", text)
             self._failures[key] = text
@@ -335,14 +340,10 @@ class Writer:
     def _current_status(self, name: str, observed: dict[str, Any]) -> dict[str, Any]:
         """The owned status to compare with: what we wrote, until the watch delivers a newer one."""
         written = self._written.get(name)
-        if written is None:
-            return observed
-        if written[0] == _canonical(observed):
+        if written is not None and written[0] == _canonical(observed):
             status: dict[str, Any] = orjson.loads(written[1])
             return status
-        # The watch has delivered a newer status (ours, or someone's since): compare with that.
-        self._written.pop(name, None)
-        return observed
+        return observed  # nothing written, or the watch has delivered a newer status
 
     async def _write_statuses(self, views: list[_RecordView], statuses: dict[str, dict[str, Any]]) -> bool:
         """Patch every status that differs; True when none did (and so none failed)."""
