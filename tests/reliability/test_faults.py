@@ -47,6 +47,27 @@ def _unchanged(pod: dict[str, Any]) -> bool:
     return ORIGINAL_IMAGES not in (pod["metadata"].get("annotations") or {})
 
 
+def creating_fault_pods(
+    control_plane: ControlPlane, namespace: str, stored: list[dict[str, Any]], *, retry: bool = True
+) -> PodCreator:
+    """Three threads creating fault pods until stopped; each pod the apiserver stored goes to `stored`."""
+    lock = threading.Lock()
+
+    def keep(_index: int, pod: dict[str, Any]) -> None:
+        with lock:
+            stored.append(pod)
+
+    return PodCreator(
+        control_plane,
+        namespace,
+        lambda i: fault_pod(f"pod-{i}"),
+        total=None,
+        threads=3,
+        retry=retry,
+        on_created=keep,
+    ).start()
+
+
 @pytest.mark.parametrize("policy", ["Fail", "Ignore"])
 def test_webhook_killed_while_pods_are_created(
     policy: str, control_plane: ControlPlane, cluster: Cluster, log_dir: Path, reliability_scale: Scale
@@ -189,17 +210,10 @@ def test_registry_updates_while_pods_are_created(
     cluster.registry("root", {"registry": {"server": configs[0][0], "account": configs[0][1]}})
     namespace = cluster.namespace()
     stored: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def keep(_index: int, pod: dict[str, Any]) -> None:
-        with lock:
-            stored.append(pod)
 
     with running_webhook(control_plane, log_dir) as webhook:
         wait_admitted(cluster, namespace, rewritten_to("c0000.mirror.example/a0/"), what="the webhook")
-        creator = PodCreator(
-            control_plane, namespace, lambda i: fault_pod(f"pod-{i}"), total=None, threads=3, on_created=keep
-        ).start()
+        creator = creating_fault_pods(control_plane, namespace, stored)
         began = time.monotonic()
         for update in range(1, updates + 1):
             config = (f"c{update:04d}.mirror.example", f"a{update % 7}")
@@ -269,22 +283,11 @@ def test_serving_certificate_rotates_under_load(
     serials: list[int] = []
     handshake_failures: list[str] = []
 
-    def keep(_index: int, pod: dict[str, Any]) -> None:
-        stored.append(pod)
-
     with running_webhook(control_plane, log_dir, name=name, extra_args=extra) as webhook:
         assert webhook.process is not None
         wait_admitted(cluster, namespace, rewritten_to(f"{server}/chaos/"), what="the webhook")
         bundle = webhook.ca_bundle()
-        creator = PodCreator(
-            control_plane,
-            namespace,
-            lambda i: fault_pod(f"pod-{i}"),
-            total=None,
-            threads=3,
-            retry=False,
-            on_created=keep,
-        ).start()
+        creator = creating_fault_pods(control_plane, namespace, stored, retry=False)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
@@ -340,20 +343,9 @@ def test_certificate_authority_rotates_under_load(
     authorities: list[int] = []
     handshake_failures: list[str] = []
 
-    def keep(_index: int, pod: dict[str, Any]) -> None:
-        stored.append(pod)
-
     with running_webhook(control_plane, log_dir, name=name, extra_args=extra) as webhook:
         wait_admitted(cluster, namespace, rewritten_to(f"{server}/chaos/"), what="the webhook")
-        creator = PodCreator(
-            control_plane,
-            namespace,
-            lambda i: fault_pod(f"pod-{i}"),
-            total=None,
-            threads=3,
-            retry=False,
-            on_created=keep,
-        ).start()
+        creator = creating_fault_pods(control_plane, namespace, stored, retry=False)
         assert webhook.process is not None
         deadline = time.monotonic() + seconds
         probes = 0
