@@ -704,6 +704,9 @@ class ControlPlane:
     # -- kubeconfig, state, kubectl ---------------------------------------------------------------
 
     def _write_kubeconfig(self) -> None:
+        self._kubeconfig_for("admin", self.client_cert_file, self.client_key_file, self.kubeconfig)
+
+    def _kubeconfig_for(self, user: str, cert: Path, key: Path, path: Path) -> None:
         # Paths, not embedded data: people can inspect the files, and the CA path is what
         # webhook tests need anyway. Everything lives and dies with root_dir.
         config = {
@@ -715,21 +718,13 @@ class ControlPlane:
                     "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
                 }
             ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate": str(self.client_cert_file),
-                        "client-key": str(self.client_key_file),
-                    },
-                }
-            ],
-            "contexts": [{"name": "controlplane", "context": {"cluster": "controlplane", "user": "admin"}}],
+            "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+            "contexts": [{"name": "controlplane", "context": {"cluster": "controlplane", "user": user}}],
             "current-context": "controlplane",
             "preferences": {},
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
 
     def issue_client_certificate(
         self, user: str, groups: Sequence[str] = (), *, folder: Path | None = None
@@ -753,23 +748,8 @@ class ControlPlane:
         The user has no rights until RBAC grants some: tests of tenancy log in with it.
         """
         cert, key = self.issue_client_certificate(user, groups)
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "controlplane",
-                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
-                }
-            ],
-            "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-            "contexts": [{"name": "controlplane", "context": {"cluster": "controlplane", "user": user}}],
-            "current-context": "controlplane",
-            "preferences": {},
-        }
         path = self.root_dir / "pki" / "users" / f"{user}.kubeconfig"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        path.chmod(0o600)
+        self._kubeconfig_for(user, cert, key, path)
         return path
 
     def _write_state(self) -> None:
