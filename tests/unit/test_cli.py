@@ -511,7 +511,7 @@ def test_validate_folder_without_yaml(tmp_path: Path) -> None:
         (["mutate", str(PODS / "hce-fault.yaml")], "the following arguments are required: -c/--config"),
         (["mutate", "-c", CONFIG], "the following arguments are required: POD_FILE"),
         (["mutate", "-c", CONFIG, "p.yaml", "-o", "xml"], "argument -o/--output: invalid choice: 'xml'"),
-        (["explain", "-c", CONFIG], "one of the arguments --namespace --scope is required"),
+        (["explain", "-c", CONFIG], "one of the arguments --namespace --scope --pod is required"),
         (["explain", "-c", CONFIG, "--namespace", "a", "--scope", "b"], "not allowed with argument"),
         (["validate", "-c", CONFIG, "--bogus"], "unrecognized arguments: --bogus"),
     ],
