@@ -23,7 +23,7 @@ help:
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
-	@echo "make cluster-up   start a local control plane for people; make cluster-down stops it"
+	@echo "make cluster-up   start a local control plane for people (NODE=1: with a real node); make cluster-down stops it"
 	@echo "make reliability  full reliability and security run (RELIABILITY.md): prints its figures"
 
 $(STAMP): pyproject.toml
@@ -93,8 +93,9 @@ reliability: $(STAMP) controlplane
 bench: $(STAMP) controlplane
 	$(PY) -m bench.service_bench
 
-cluster-up: $(STAMP) controlplane
-	$(PY) -m controlplane up
+# NODE=1: with one real node (kubelet, containerd, scheduler, controller manager) and a local registry.
+cluster-up: $(STAMP) controlplane $(if $(NODE),node-binaries)
+	$(PY) -m controlplane up $(if $(NODE),--node)
 
 cluster-down: $(STAMP)
 	$(PY) -m controlplane down

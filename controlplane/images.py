@@ -7,6 +7,8 @@ Two OCI images are built with umoci into an OCI layout and cached, keyed by thei
   `./helpers` in the working folder `/litmus`). With no command it says which image it is and
   idles until stopped (SIGTERM ends it at once): pods stay Running, as a runner or a log watcher
   would. Every chaos image name (`CHAOS_TEST_IMAGES`) is published from it.
+* tool images (`build_tool_image`): the busybox image plus kubectl (published as LitmusChaos's
+  `k8s` image) or Argo's `argoexec`.
 * `pause`: the kubelet's sandbox image, compiled from the `pause.c` of the Kubernetes sources in
   the Go module cache; imported into containerd, never pulled.
 
@@ -33,6 +35,7 @@ __all__ = [
     "PAUSE_IMAGE",
     "TestImages",
     "build_test_images",
+    "build_tool_image",
     "node_cache_dir",
     "publish",
 ]
@@ -223,6 +226,50 @@ def build_test_images(cache_dir: Path | None = None) -> TestImages:
             if not target.is_dir():
                 _build(target, pause_source)
     return TestImages(layout=target / "oci")
+
+
+def build_tool_image(binary: Path, *, entrypoint: str | None = None, cache_dir: Path | None = None) -> str:
+    """The busybox test image plus one static binary in `/bin` (cached by the binary's content).
+
+    `kubectl` makes LitmusChaos's `k8s` image (a shell and kubectl, with in-cluster config);
+    `argoexec` makes Argo's executor image (step pods run `argoexec init`, `argoexec wait`, and
+    `main` through the copy the init container makes). Returns a skopeo source. The binaries
+    are built by `build.sh`, never committed.
+    """
+    _require("umoci", "skopeo")
+    digest = hashlib.sha256(_RECIPE.encode())
+    digest.update((entrypoint or "").encode())
+    with binary.open("rb") as content:
+        for chunk in iter(lambda: content.read(1 << 20), b""):
+            digest.update(chunk)
+    root = (cache_dir or node_cache_dir()) / "images"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"{binary.name}-{digest.hexdigest()[:16]}"
+    if not target.is_dir():
+        with (root / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.is_dir():
+                _build_tool_image(binary, entrypoint, target)
+    return f"oci:{target / 'oci'}:{binary.name}"
+
+
+def _build_tool_image(binary: Path, entrypoint: str | None, target: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix=f"{binary.name}-", dir=target.parent))
+    try:
+        rootfs = work / "rootfs"
+        _busybox_rootfs(rootfs)
+        shutil.copy2(binary, rootfs / "bin" / binary.name)
+        image = f"{work / 'oci'}:{binary.name}"
+        _run("umoci", "init", "--layout", str(work / "oci"))
+        _run("umoci", "new", "--image", image)
+        _run("umoci", "insert", "--image", image, str(rootfs), "/")
+        _run("umoci", "config", "--image", image, "--os", "linux", "--architecture", "amd64",
+             "--config.entrypoint", entrypoint or "/entrypoint", "--config.env", "PATH=/bin")  # fmt: skip
+        shutil.rmtree(rootfs)
+        work.rename(target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def publish(

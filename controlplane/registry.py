@@ -447,9 +447,27 @@ class Registry:
         return target
 
     def push_many(self, source: str, images: Sequence[str], *, user: str | None = None) -> list[str]:
-        """`push` of one source under several names, in parallel (skopeo waits on the network)."""
+        """`push` of one source under several names: the first alone, the rest in parallel.
+
+        The first push stores the blobs; concurrent uploads of one blob into several repositories
+        can still collide in the registry ("blob unknown"), so a failed push is retried.
+        """
+        if not images:
+            return []
+
+        def push_retrying(image: str) -> str:
+            for attempt in range(3):
+                try:
+                    return self.push(source, image, user=user)
+                except RegistryError:
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.2)
+            raise AssertionError("unreachable")
+
+        first = push_retrying(images[0])
         with ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(lambda image: self.push(source, image, user=user), images))
+            return [first, *pool.map(push_retrying, images[1:])]
 
     def requests(self) -> list[RegistryRequest]:
         """Every request answered so far (pushes, pulls, refused logins), oldest first."""
@@ -459,15 +477,17 @@ class Registry:
             return []
 
     def pulls(self, *, user: str | None = None, image: str | None = None) -> list[RegistryRequest]:
-        """Manifest GETs answered 200 (the pulls that succeeded), filtered by user and image.
+        """Manifest requests answered 200 (pulls that got through), filtered by user and image.
 
-        `image` is `repository:tag` without the host, e.g. `chaos/go-runner:3.11.0`.
+        `image` is `repository:tag` or `repository@digest` without the host, e.g.
+        `chaos/go-runner:3.11.0`. containerd resolves a tag with a HEAD, then GETs the manifest
+        by digest: the HEAD of the tag is what names the image a pod asked for.
         """
         return [
             request
             for request in self.requests()
             if request.kind == "manifests"
-            and request.method == "GET"
+            and request.method in ("GET", "HEAD")
             and request.status == 200
             and (user is None or request.user == user)
             and (image is None or request.image == image)
