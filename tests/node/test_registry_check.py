@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,73 @@ def test_the_mirror_inputs_fill_an_empty_registry_account_until_check_passes(
         out
         == "copied: ok, 2 images, pull secret chaos-system/pull\nsynced: ok, 2 images, pull secret chaos-system/pull\n"
     )
+
+
+def test_ten_thousand_scopes_sharing_three_registries_cost_one_request_per_distinct_image(
+    published: Registry, tmp_path: Path, record_property: Any
+):
+    """The figure README states: scopes are deduplicated per (registry, image, pull secret)."""
+    import asyncio
+    import time
+
+    import aiohttp
+
+    from webhook.core.images import release_images, scope_images
+    from webhook.core.models import Scope, load_defaults
+    from webhook.core.resolver import RegistryEntry
+    from webhook.core.snapshot import CompiledConfig
+    from webhook.registrycheck.check import ScopeCheck, SecretRef, check_scopes, secret_of
+    from webhook.registrycheck.client import Credential, RegistryClient, ssl_context
+
+    host = published.host
+    accounts = ["mirror", "upstream", "other"]  # three registry paths of the one local registry
+    entries = [
+        RegistryEntry(name=f"a{i}", scope=Scope(("acme", f"p{i}")), created=datetime.now(UTC),
+                      allow_overrides=True, server=host, account=accounts[i % 3], type="Private",
+                      secret_name="pull", secret_namespace=SECRET_NAMESPACE)
+        for i in range(10_000)
+    ]  # fmt: skip
+    defaults = load_defaults({"releases": {"hce": {"version": "1.0.0", "images": [
+        "docker.io/harness/chaos-ddcr:{version}", "docker.io/harness/chaos-log-watcher:{version}"]}}})  # fmt: skip
+    config = CompiledConfig(defaults, entries)
+    started = time.monotonic()
+    sources = release_images(config, {}, ["hce"])
+    checks = [
+        ScopeCheck(
+            str(e.scope),
+            scope_images(config, e.scope, sources).images,
+            secret_of(config.effective(e.scope), ""),
+        )
+        for e in entries
+    ]
+    planned = time.monotonic() - started
+    secrets = {SecretRef(SECRET_NAMESPACE, "pull"): {host: Credential(PULLER, PASSWORD)}}
+    before = len(published.requests())
+
+    async def run() -> tuple[list[Any], int]:
+        async with aiohttp.ClientSession() as session:
+            client = RegistryClient(session, ssl_context=ssl_context(str(published.ca_file)))
+            return await check_scopes(client, checks, secrets), client.counters.requests
+
+    started = time.monotonic()
+    reports, sent = asyncio.run(run())
+    checked = time.monotonic() - started
+
+    # 3 paths x 2 images = 6 distinct manifests; the first one also meets the Basic challenge.
+    assert sent == 6 + 1
+    assert len(published.requests()) - before == sent
+    assert len(reports) == 10_000
+    assert {r.scope: r.ok for r in reports if r.scope.endswith("/p0")} == {"acme/p0": False}
+    outcomes = {r.image: r.outcome.value for rep in reports for r in rep.results}
+    assert outcomes == {
+        f"{host}/mirror/chaos-ddcr:1.0.0": "present",
+        f"{host}/mirror/chaos-log-watcher:1.0.0": "missing",
+        f"{host}/upstream/chaos-ddcr:1.0.0": "present",
+        f"{host}/upstream/chaos-log-watcher:1.0.0": "present",
+        f"{host}/other/chaos-ddcr:1.0.0": "missing",
+        f"{host}/other/chaos-log-watcher:1.0.0": "missing",
+    }
+    record_property(
+        "check_10000_scopes", {"requests": sent, "plan_s": round(planned, 2), "check_s": round(checked, 2)}
+    )
+    print(f"\n10,000 scopes, 3 registries: {sent} requests; plan {planned:.2f} s, check {checked:.2f} s")

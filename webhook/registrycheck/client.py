@@ -133,12 +133,19 @@ class RegistryClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = asyncio.Semaphore(concurrency)
         self._basic_hosts: set[tuple[str, Credential | None]] = set()
+        # The first request to a (host, credential) goes alone: it learns the auth scheme the rest use.
+        self._first: dict[tuple[str, Credential | None], asyncio.Event] = {}
         self._tokens: dict[tuple[str, str, Credential | None], str] = {}
         self.counters = Counters()
 
     async def head_manifest(
         self, host: str, repository: str, reference: str, credential: Credential | None
     ) -> Answer:
+        first = self._first.get((host, credential))
+        if first is None:
+            first = self._first[(host, credential)] = asyncio.Event()
+        else:
+            await first.wait()
         async with self._limit:
             try:
                 return await self._head(host, repository, reference, credential)
@@ -148,6 +155,8 @@ class RegistryClient:
                 return Answer(Outcome.UNREACHABLE, f"{host}: TLS: {_reason(error)}")
             except aiohttp.ClientError as error:
                 return Answer(Outcome.UNREACHABLE, f"{host}: {_reason(error)}")
+            finally:
+                first.set()
 
     async def _head(
         self, host: str, repository: str, reference: str, credential: Credential | None
