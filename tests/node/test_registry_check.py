@@ -93,8 +93,10 @@ def _outcomes(stdout: str) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def published(registry: Registry, test_images: TestImages) -> Registry:
-    registry.push_many(test_images.busybox, ["mirror/chaos-ddcr:1.0.0", "upstream/chaos-ddcr:1.0.0",
-                                             "upstream/chaos-log-watcher:1.0.0"])  # fmt: skip
+    registry.push_many(
+        test_images.busybox,
+        ["mirror/chaos-ddcr:1.0.0", "upstream/chaos-ddcr:1.0.0", "upstream/chaos-log-watcher:1.0.0"],
+    )
     return registry
 
 
@@ -104,13 +106,28 @@ def test_check_reports_present_missing_unauthorized_and_a_missing_secret(publish
         tmp_path / "config",
         host,
         images=["docker.io/harness/chaos-ddcr:{version}", "docker.io/harness/chaos-log-watcher:{version}"],
-        registries=[("good", "mirror", "pull"), ("wrong", "mirror", "wrong-pull"), ("nosecret", "mirror", "absent"),
-                    ("public", "mirror", None)],
-    )  # fmt: skip
+        registries=[
+            ("good", "mirror", "pull"),
+            ("wrong", "mirror", "wrong-pull"),
+            ("nosecret", "mirror", "absent"),
+            ("public", "mirror", None),
+        ],
+    )
     secrets = _secrets(tmp_path, published, {"pull": (PULLER, PASSWORD), "wrong-pull": (PULLER, "not-it")})
 
-    code, out, err = _run("check", "-c", config, "--secrets", secrets, "--ca-file", str(published.ca_file),
-                          "--release", "hce", "-o", "json")  # fmt: skip
+    code, out, err = _run(
+        "check",
+        "-c",
+        config,
+        "--secrets",
+        secrets,
+        "--ca-file",
+        str(published.ca_file),
+        "--release",
+        "hce",
+        "-o",
+        "json",
+    )
 
     assert code == 1, err
     ddcr, watcher = f"{host}/mirror/chaos-ddcr:1.0.0", f"{host}/mirror/chaos-log-watcher:1.0.0"
@@ -130,20 +147,29 @@ def test_check_reports_present_missing_unauthorized_and_a_missing_secret(publish
 
 
 def test_check_text_names_each_problem_and_exit_0_when_all_present(published: Registry, tmp_path: Path):
-    config = _config(tmp_path / "config", published.host, images=["docker.io/harness/chaos-ddcr:{version}"],
-                     registries=[("good", "mirror", "pull")])  # fmt: skip
+    config = _config(
+        tmp_path / "config",
+        published.host,
+        images=["docker.io/harness/chaos-ddcr:{version}"],
+        registries=[("good", "mirror", "pull")],
+    )
     secrets = _secrets(tmp_path, published, {"pull": (PULLER, PASSWORD)})
 
-    code, out, err = _run("check", "-c", config, "--secrets", secrets, "--ca-file", str(published.ca_file),
-                          "--release", "hce")  # fmt: skip
+    code, out, err = _run(
+        "check", "-c", config, "--secrets", secrets, "--ca-file", str(published.ca_file), "--release", "hce"
+    )
 
     assert (code, out) == (0, "good: ok, 1 images, pull secret chaos-system/pull\n"), err
     assert "checked 1 scopes: 1 ok;" in err
 
 
 def test_without_the_registry_ca_the_check_fails_on_tls(published: Registry, tmp_path: Path):
-    config = _config(tmp_path / "config", published.host, images=["docker.io/harness/chaos-ddcr:{version}"],
-                     registries=[("good", "mirror", "pull")])  # fmt: skip
+    config = _config(
+        tmp_path / "config",
+        published.host,
+        images=["docker.io/harness/chaos-ddcr:{version}"],
+        registries=[("good", "mirror", "pull")],
+    )
     secrets = _secrets(tmp_path, published, {"pull": (PULLER, PASSWORD)})
 
     code, out, _ = _run("check", "-c", config, "--secrets", secrets, "--release", "hce")
@@ -165,11 +191,16 @@ def silent_server() -> Iterator[str]:
 def test_a_registry_that_does_not_answer_is_unreachable_within_the_timeout(
     silent_server: str, tmp_path: Path, registry: Registry
 ):
-    config = _config(tmp_path / "config", silent_server, images=["docker.io/harness/chaos-ddcr:{version}",
-                     "docker.io/harness/chaos-log-watcher:{version}"], registries=[("down", "mirror", None)])  # fmt: skip
+    config = _config(
+        tmp_path / "config",
+        silent_server,
+        images=["docker.io/harness/chaos-ddcr:{version}", "docker.io/harness/chaos-log-watcher:{version}"],
+        registries=[("down", "mirror", None)],
+    )
 
-    code, out, err = _run("check", "-c", config, "--release", "hce", "--timeout", "1", "--ca-file",
-                          str(registry.ca_file))  # fmt: skip
+    code, out, err = _run(
+        "check", "-c", config, "--release", "hce", "--timeout", "1", "--ca-file", str(registry.ca_file)
+    )
 
     assert code == 1
     assert out.count("unreachable") == 2 and "no answer within 1 s" in out, out
@@ -178,8 +209,9 @@ def test_a_registry_that_does_not_answer_is_unreachable_within_the_timeout(
 
 
 def _skopeo(*argv: str) -> None:
-    result = subprocess.run(["skopeo", "--insecure-policy", *argv], capture_output=True, text=True, timeout=120,
-                            check=False)  # fmt: skip
+    result = subprocess.run(
+        ["skopeo", "--insecure-policy", *argv], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -222,22 +254,46 @@ def test_the_mirror_inputs_fill_an_empty_registry_account_until_check_passes(
     }
     document[host].update({"cert-dir": cert_dir, "credentials": {"username": PULLER, "password": PASSWORD}})
     (tmp_path / "sync.yaml").write_text(yaml.safe_dump(document))
-    _skopeo("sync", "--src", "yaml", "--dest", "docker", "--dest-creds", creds, "--dest-cert-dir", cert_dir,
-            str(tmp_path / "sync.yaml"), destination)  # fmt: skip
+    _skopeo(
+        "sync",
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--dest-creds",
+        creds,
+        "--dest-cert-dir",
+        cert_dir,
+        str(tmp_path / "sync.yaml"),
+        destination,
+    )
 
     code, copy_list, _ = _run("images", "-c", config, "--scope", "copied", "--release", "hce", "-o", "list")
     pairs = [line.split(" ") for line in copy_list.splitlines()]
-    assert [target for _, target in pairs] == [f"{host}/by-copy/chaos-ddcr:1.0.0",
-                                               f"{host}/by-copy/chaos-log-watcher:1.0.0"]  # fmt: skip
+    assert [target for _, target in pairs] == [
+        f"{host}/by-copy/chaos-ddcr:1.0.0",
+        f"{host}/by-copy/chaos-log-watcher:1.0.0",
+    ]
     for source, target in pairs:
-        _skopeo("copy", "--src-creds", creds, "--src-cert-dir", cert_dir, "--dest-creds", creds,
-                "--dest-cert-dir", cert_dir, f"docker://{source}", f"docker://{target}")  # fmt: skip
+        _skopeo(
+            "copy",
+            "--src-creds",
+            creds,
+            "--src-cert-dir",
+            cert_dir,
+            "--dest-creds",
+            creds,
+            "--dest-cert-dir",
+            cert_dir,
+            f"docker://{source}",
+            f"docker://{target}",
+        )
 
     code, out, err = _run(*check)
     assert code == 0, out
     assert (
-        out
-        == "copied: ok, 2 images, pull secret chaos-system/pull\nsynced: ok, 2 images, pull secret chaos-system/pull\n"
+        out == "copied: ok, 2 images, pull secret chaos-system/pull\n"
+        "synced: ok, 2 images, pull secret chaos-system/pull\n"
     )
 
 
@@ -260,13 +316,32 @@ def test_ten_thousand_scopes_sharing_three_registries_cost_one_request_per_disti
     host = published.host
     accounts = ["mirror", "upstream", "other"]  # three registry paths of the one local registry
     entries = [
-        RegistryEntry(name=f"a{i}", scope=Scope(("acme", f"p{i}")), created=datetime.now(UTC),
-                      allow_overrides=True, server=host, account=accounts[i % 3], type="Private",
-                      secret_name="pull", secret_namespace=SECRET_NAMESPACE)
+        RegistryEntry(
+            name=f"a{i}",
+            scope=Scope(("acme", f"p{i}")),
+            created=datetime.now(UTC),
+            allow_overrides=True,
+            server=host,
+            account=accounts[i % 3],
+            type="Private",
+            secret_name="pull",
+            secret_namespace=SECRET_NAMESPACE,
+        )
         for i in range(10_000)
-    ]  # fmt: skip
-    defaults = load_defaults({"releases": {"hce": {"version": "1.0.0", "images": [
-        "docker.io/harness/chaos-ddcr:{version}", "docker.io/harness/chaos-log-watcher:{version}"]}}})  # fmt: skip
+    ]
+    defaults = load_defaults(
+        {
+            "releases": {
+                "hce": {
+                    "version": "1.0.0",
+                    "images": [
+                        "docker.io/harness/chaos-ddcr:{version}",
+                        "docker.io/harness/chaos-log-watcher:{version}",
+                    ],
+                }
+            }
+        }
+    )
     config = CompiledConfig(defaults, entries)
     started = time.monotonic()
     sources = release_images(config, {}, ["hce"])
