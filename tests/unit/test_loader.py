@@ -263,7 +263,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         ("missing", "{p}: cannot read: no such file or folder"),
         ("empty-folder", "{p}: folder holds no .yaml, .yml or .json file"),
         ("folder-of-other-files", "{p}: folder holds no .yaml, .yml or .json file"),
-        ("binary", "{p}: cannot read: 'utf-8' codec can't decode byte 0xff"),
+        ("binary", "{p}: cannot read: not UTF-8 text (byte 0)"),
     ],
 )
 def test_unreadable_inputs(tmp_path: Path, setup: str, expected: str) -> None:

@@ -145,12 +145,18 @@ class PodPatch:
 
 
 def _read_originals(annotations: Mapping[str, Any] | None, warnings: list[str]) -> dict[str, str]:
+    """The record of earlier rewrites; one that cannot be read is ignored, never fatal.
+
+    The annotation is the pod author's to write: if reading it could raise (deep nesting raises
+    RecursionError, not ValueError), any pod could force the admission error path and, under
+    failurePolicy Ignore, be admitted unrewritten.
+    """
     raw = annotations.get(ORIGINAL_IMAGES_ANNOTATION) if annotations else None
     if raw is None:
         return {}
     try:
         value = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         warnings.append(f"annotation {ORIGINAL_IMAGES_ANNOTATION} is not a JSON object of strings: replaced")
