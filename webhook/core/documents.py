@@ -34,7 +34,7 @@ from yaml.scanner import Scanner
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 100
-MAX_VALUES = 4_000_000
+MAX_VALUES = 1_000_000
 # Values quoted in messages are cut to this many characters, whatever their length.
 QUOTE_MAX = 200
 _MERGE_TAG = "tag:yaml.org,2002:merge"
