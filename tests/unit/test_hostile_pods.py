@@ -86,7 +86,9 @@ def _nested(depth: int, kind: str) -> str:
 
 depths = st.sampled_from([999, 1000, 1001, 5000, 100_000]) | st.integers(1, 100_000)
 nested_json = st.builds(_nested, depths, st.sampled_from(["list", "object", "inside"]))
-huge_text = st.builds(lambda n, c: c * n, st.integers(1, 300_000), st.sampled_from(["a", "[", "\n", "\u202e"]))
+huge_text = st.builds(
+    lambda n, c: c * n, st.integers(1, 300_000), st.sampled_from(["a", "[", "\n", "\u202e"])
+)
 forged_records = st.sampled_from(
     [
         json.dumps({"chaos-runner": ANCHOR}),
@@ -106,7 +108,9 @@ forged_records = st.sampled_from(
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 hostile_text = st.text() | nested_json | huge_text | forged_records
@@ -119,9 +123,9 @@ def _walk(pod: dict[str, Any], path: tuple[str | int, ...]) -> Any:
     """The value at `path`, or None when an earlier edit replaced something on the way."""
     target: Any = pod
     for key in path:
-        if isinstance(target, dict) and isinstance(key, str) and key in target:
-            target = target[key]
-        elif isinstance(target, list) and isinstance(key, int) and key < len(target):
+        in_dict = isinstance(target, dict) and isinstance(key, str) and key in target
+        in_list = isinstance(target, list) and isinstance(key, int) and key < len(target)
+        if in_dict or in_list:
             target = target[key]
         else:
             return None
@@ -192,9 +196,8 @@ def check(pod: dict[str, Any], fields: list[str]) -> None:
     for field in fields:
         figures.add(SECTION, f"inputs in {field}", 1)
     figures.record(SECTION, "tracebacks", 0)
-    figures.record(
-        SECTION, "peak RSS MiB (test process)", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    )
+    peak_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    figures.record(SECTION, "peak RSS MiB (test process)", peak_mib)
     assert pod == original, "the mutation must not change the pod it reads"
     assert mutation.chaos, mutation.reason
     patched = apply_patch(pod, mutation.patch)

@@ -172,7 +172,7 @@ def test_creation_timestamp_is_read(tmp_path: Path) -> None:
         ),
         (
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {a: 1}\n",
-            "x.yaml: document 1 (Namespace n): metadata.labels: must map strings to strings",
+            "x.yaml: document 1 (Namespace n): metadata.labels.a: must be a string, not int",
         ),
         (
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {}\n",

@@ -20,8 +20,8 @@ from typing import Any, TextIO
 import yaml
 
 from webhook.core.classifier import opted_out, scope_from_labels
-from webhook.core.jsonpatch import apply_patch
 from webhook.core.documents import MAX_INPUT_BYTES, quote
+from webhook.core.jsonpatch import apply_patch
 from webhook.core.loader import ConfigError, LoadedConfig, load_config, load_documents
 from webhook.core.models import INJECT_LABEL, Scope
 from webhook.core.resolver import REGISTRY_FIELDS, Effective
@@ -76,7 +76,8 @@ def cmd_mutate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     namespace = namespace if isinstance(namespace, str) and namespace else "default"
     if namespace not in loaded.namespaces:
         _warn(
-            f"namespace {namespace!r} of {args.pod} is not in CONFIG: treated as a namespace without labels",
+            f"namespace {quote(namespace)} of {args.pod} is not in CONFIG: "
+            "treated as a namespace without labels",
             err,
         )
     mutation = loaded.snapshot().config.mutate(pod, loaded.namespaces.get(namespace))
@@ -98,7 +99,9 @@ def _explain_scope(args: argparse.Namespace, loaded: LoadedConfig, err: TextIO) 
             raise ConfigError([f"--scope: {error}"]) from None
     labels = loaded.namespaces.get(args.namespace)
     if labels is None:
-        _warn(f"namespace {args.namespace!r} is not in CONFIG: treated as a namespace without labels", err)
+        _warn(
+            f"namespace {quote(args.namespace)} is not in CONFIG: treated as a namespace without labels", err
+        )
         labels = {}
     binding = scope_from_labels(labels, defaults.default_account)
     if binding.warning:
@@ -212,6 +215,20 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
+def _docker_hub_library_warning(effective: Effective) -> str | None:
+    """Docker Hub without an account puts every image into its official `library/` namespace."""
+    if effective.server not in DOCKER_HUB_HOSTS or effective.account:
+        return None
+    return (
+        f"registry server {effective.server} with an empty account: images would be rewritten to "
+        f"{effective.server}/<name>, which Docker Hub reads as its official library/<name> images, "
+        "not your organisation's; set registry.account"
+    )
+
+
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     loaded = load_config(args.config)
     config = loaded.compile()
@@ -223,8 +240,11 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             warnings.append(f"{where} (ChaosImageRegistry {entry.name}): Conflicting: {conflict.message()}")
         elif (blocked := config.index.blocked(entry)) is not None:
             warnings.append(f"{where} (ChaosImageRegistry {entry.name}): Blocked: {blocked.message()}")
-        for problem in config.effective(entry.scope).problems:
+        effective = config.effective(entry.scope)
+        for problem in effective.problems:
             problems.append(f"{where} (ChaosImageRegistry {entry.name}): {problem}")
+        if (hub := _docker_hub_library_warning(effective)) is not None:
+            warnings.append(f"{where} (ChaosImageRegistry {entry.name}): {hub}")
     for name, labels in sorted(loaded.namespaces.items()):
         binding = scope_from_labels(labels, config.defaults.default_account)
         where = loaded.sources[f"Namespace/{name}"]

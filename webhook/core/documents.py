@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -53,6 +53,13 @@ def quote(value: object) -> str:
     if len(value) > QUOTE_MAX:
         return repr(value[: QUOTE_MAX - 3]) + f"... ({len(value)} characters)"
     return repr(value)
+
+
+def shown(text: object) -> str:
+    """Text as it is when short and printable (names in messages), else quoted and cut."""
+    if isinstance(text, str) and len(text) <= QUOTE_MAX and text.isprintable():
+        return text
+    return quote(text)
 
 
 class _KubernetesResolver(Resolver):
@@ -87,7 +94,8 @@ class _KubernetesConstructor(SafeConstructor):
                         key_node.start_mark,
                     )
                 seen[marker] = key_node.start_mark
-        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
+        assert isinstance(node, MappingNode)
+        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return result
 
 
@@ -100,10 +108,10 @@ class _DepthLimitedComposer(Composer):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise ComposerError(
-                    None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark
-                )
-            node: Node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+                mark = cast(Parser, self).peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            node = super().compose_node(parent, index)
+            assert node is not None
             return node
         finally:
             self._depth -= 1
@@ -113,23 +121,23 @@ class PurePythonLoader(
     Reader, Scanner, Parser, _DepthLimitedComposer, _KubernetesConstructor, _KubernetesResolver
 ):
     def __init__(self, stream: str) -> None:
-        Reader.__init__(self, stream)  # type: ignore[no-untyped-call]
-        Scanner.__init__(self)  # type: ignore[no-untyped-call]
-        Parser.__init__(self)  # type: ignore[no-untyped-call]
-        Composer.__init__(self)  # type: ignore[no-untyped-call]
-        SafeConstructor.__init__(self)  # type: ignore[no-untyped-call]
-        Resolver.__init__(self)  # type: ignore[no-untyped-call]
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
 
 
 LOADERS: list[type] = [PurePythonLoader]
 try:
-    from yaml import CParser
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
-    class LibyamlLoader(CParser, _KubernetesConstructor, _KubernetesResolver):  # type: ignore[misc]
+    class LibyamlLoader(CParser, _KubernetesConstructor, _KubernetesResolver):
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
-            SafeConstructor.__init__(self)  # type: ignore[no-untyped-call]
-            Resolver.__init__(self)  # type: ignore[no-untyped-call]
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
 
     LOADERS.insert(0, LibyamlLoader)
 except ImportError:  # PyYAML built without libyaml
@@ -149,21 +157,33 @@ def yaml_problem(error: yaml.YAMLError) -> str:
 
 
 def parse_documents(text: str, loader: type | None = None) -> list[Any]:
-    """Every non-empty document of `text`, as plain JSON values; raises DocumentError."""
+    """Every non-empty document of `text`, as plain JSON values; raises DocumentError.
+
+    Text that libyaml refuses is read again by the pure-Python parser, so that messages (wording,
+    line and column) are the same whichever parser PyYAML has: only the error path pays for it.
+    """
+    chosen = loader or DEFAULT_LOADER
+    try:
+        return _parse(text, chosen)
+    except DocumentError:
+        if chosen is PurePythonLoader:
+            raise
+        return _parse(text, PurePythonLoader)
+
+
+def _parse(text: str, loader: type) -> list[Any]:
     documents: list[Any] = []
     try:
-        for document in yaml.load_all(text, Loader=loader or DEFAULT_LOADER):
-            if document is None:
-                continue
-            plain = plain_value(document)
-            documents.append(plain)
+        for document in yaml.load_all(text, Loader=loader):
+            if document is not None:
+                documents.append(plain_value(document))
     except yaml.YAMLError as error:
         raise DocumentError(yaml_problem(error)) from None
     except RecursionError:
         raise DocumentError(f"invalid YAML: nested more than {MAX_DEPTH} levels deep") from None
+    except DocumentError:
+        raise
     except ValueError as error:
-        if isinstance(error, DocumentError):
-            raise
         # int() of a number with more digits than Python converts (sys.get_int_max_str_digits()).
         raise DocumentError(f"invalid YAML: {str(error).splitlines()[0]}") from None
     return documents
@@ -192,7 +212,10 @@ def _scalar_problem(value: Any) -> str | None:
     for kind, tag in _TAG_OF:
         if isinstance(value, kind):
             return f"{tag} values are not allowed (the apiserver reads JSON values only)"
-    return f"{type(value).__name__} values (e.g. !!timestamp) are not allowed (the apiserver reads JSON values only)"
+    return (
+        f"{type(value).__name__} values (e.g. !!timestamp) are not allowed "
+        "(the apiserver reads JSON values only)"
+    )
 
 
 def plain_value(document: Any) -> Any:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from webhook.core.documents import MAX_INPUT_BYTES, DocumentError, parse_documents
-
+from webhook.core.documents import MAX_INPUT_BYTES, DocumentError, parse_documents, quote, shown
 from webhook.core.models import (
     API_VERSION,
     DEFAULTS_CONFIGMAP,
@@ -258,6 +257,79 @@ def load_config(paths: Iterable[str]) -> LoadedConfig:
     return loaded
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_ANNOTATIONS_MAX_BYTES = 256 * 1024
+_CHARSET = "alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character"
+
+
+def _name_problem(kind: str, name: str) -> str | None:
+    """The apiserver's rules for object names: a DNS label for a Namespace, else a DNS subdomain."""
+    if kind == "Namespace":
+        if len(name) > 63 or not _DNS_LABEL.fullmatch(name):
+            return (
+                f"metadata.name: {quote(name)} is not a valid Namespace name: at most 63 lowercase "
+                "alphanumeric characters or '-', starting and ending with an alphanumeric character"
+            )
+    elif len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        return (
+            f"metadata.name: {quote(name)} is not a valid name: at most 253 lowercase alphanumeric "
+            "characters, '-' or '.', each dot-separated part starting and ending with an alphanumeric "
+            "character"
+        )
+    return None
+
+
+def _key_problem(field: str, key: str) -> str | None:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return f"{field}: key {quote(key)}: the prefix must be a lowercase DNS subdomain"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
+        return f"{field}: key {quote(key)}: the name part must be 1-63 {_CHARSET}"
+    return None
+
+
+def _metadata_problems(kind: str, metadata: Mapping[str, Any]) -> list[str]:
+    """Names, labels and annotations checked as the apiserver checks them (kubectl would be refused)."""
+    problems = []
+    if (problem := _name_problem(kind, metadata["name"])) is not None:
+        problems.append(problem)
+    labels = metadata.get("labels")
+    if labels is not None:
+        if not isinstance(labels, Mapping):
+            problems.append("metadata.labels: must map strings to strings")
+            labels = {}
+        for key, value in labels.items():
+            if not isinstance(value, str):
+                problems.append(f"metadata.labels.{shown(key)}: must be a string, not {type(value).__name__}")
+            elif len(value) > 63 or (value and not _QUALIFIED_NAME.fullmatch(value)):
+                problems.append(
+                    f"metadata.labels.{shown(key)}: {quote(value)} is not a valid label value: "
+                    f"at most 63 {_CHARSET}"
+                )
+            if (problem := _key_problem("metadata.labels", key)) is not None:
+                problems.append(problem)
+    annotations = metadata.get("annotations")
+    if annotations is not None:
+        if not isinstance(annotations, Mapping):
+            problems.append("metadata.annotations: must map strings to strings")
+            annotations = {}
+        size = 0
+        for key, value in annotations.items():
+            if not isinstance(value, str):
+                problems.append(
+                    f"metadata.annotations.{shown(key)}: must be a string, not {type(value).__name__}"
+                )
+                continue
+            size += len(key.encode()) + len(value.encode())
+            if (problem := _key_problem("metadata.annotations", key)) is not None:
+                problems.append(problem)
+        if size > _ANNOTATIONS_MAX_BYTES:
+            problems.append(f"metadata.annotations: {size} bytes in all, more than the apiserver's 256 KiB")
+    return problems
+
+
 def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) -> list[str]:
     where = f"{path}: document {number}"
     if not isinstance(document, Mapping):
@@ -267,10 +339,12 @@ def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) 
         return [f"{where}: kind: missing"]
     if name is None:
         return [f"{where} ({kind}): metadata.name: missing"]
-    where = f"{where} ({kind} {name})"
+    where = f"{where} ({shown(kind)} {shown(name)})"
+    if metadata_problems := _metadata_problems(kind, document["metadata"]):
+        return [f"{where}: {problem}" for problem in metadata_problems]
     key = f"{kind}/{name}"
     if key in loaded.sources:
-        return [f"{where}: duplicate {kind} {name!r} (first in {loaded.sources[key]})"]
+        return [f"{where}: duplicate {kind} {quote(name)} (first in {loaded.sources[key]})"]
     if kind == KIND:
         if document.get("apiVersion") != API_VERSION:
             return [f"{where}: apiVersion: must be {API_VERSION}"]
@@ -280,12 +354,7 @@ def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) 
         loaded.registries.append(parsed)
     elif kind == "Namespace":
         metadata = document["metadata"]
-        labels = metadata.get("labels") or {}
-        if not isinstance(labels, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-        ):
-            return [f"{where}: metadata.labels: must map strings to strings"]
-        loaded.namespaces[name] = dict(labels)
+        loaded.namespaces[name] = dict(metadata.get("labels") or {})
     elif kind == "ConfigMap":
         if name != DEFAULTS_CONFIGMAP:
             return [f"{where}: only the ConfigMap {DEFAULTS_CONFIGMAP!r} is read; remove this one"]
@@ -295,7 +364,7 @@ def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) 
         loaded.defaults_document = override
     else:
         return [
-            f"{where}: unsupported kind {kind!r} "
+            f"{where}: unsupported kind {quote(kind)} "
             f"(expected {KIND}, Namespace or ConfigMap {DEFAULTS_CONFIGMAP})"
         ]
     loaded.sources[key] = f"{path}: document {number}"
