@@ -559,7 +559,7 @@ def test_usage_errors_exit_2(argv: list[str], fragment: str, capsys: pytest.Capt
             EXIT_BAD_INPUT,
             "not a valid identifier",
         ),
-        (["explain"], "", EXIT_USAGE, "error: the following arguments are required"),
+        (["explain"], "", EXIT_USAGE, "error: one of the arguments --namespace --scope --pod is required"),
     ],
 )
 def test_program_never_prints_a_traceback(argv: list[str], stdin: str, code: int, fragment: str) -> None:

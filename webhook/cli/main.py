@@ -419,6 +419,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "cluster") and bool(args.config) == bool(args.cluster):
+        parser.error(f"{args.command}: give either -c CONFIG or --cluster")
     if out is None:
         print("error: cannot write output: standard output is closed", file=err)
         return EXIT_BAD_INPUT
