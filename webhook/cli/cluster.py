@@ -4,16 +4,12 @@ secrets, pods) read from the current kubeconfig, in the shapes the offline comma
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 from typing import Any
 
 from webhook.core.loader import ConfigError, LoadedConfig, parse_defaults_configmap, parse_registry
 from webhook.core.models import API_GROUP, DEFAULTS_CONFIGMAP, KIND, PLURAL, load_defaults
-from webhook.registrycheck.check import SecretCredentials, SecretRef
-from webhook.registrycheck.client import DockerConfigError, credentials_from_dockerconfig
-
-DOCKERCONFIG_KEY = ".dockerconfigjson"
+from webhook.registrycheck.check import SecretCredentials, SecretRef, secret_credentials
 
 
 class Cluster:
@@ -102,17 +98,6 @@ class Cluster:
             raise ConfigError([f"--pod: Pod {namespace}/{name} not found"])
         result: dict[str, Any] = self._api.sanitize_for_serialization(pod)
         return result
-
-
-def secret_credentials(ref: SecretRef, data: dict[str, str]) -> SecretCredentials:
-    """Credentials of a dockerconfigjson Secret's base64 `data`, or why it has none usable."""
-    encoded = data.get(DOCKERCONFIG_KEY)
-    if not encoded:
-        return f"Secret {ref} has no {DOCKERCONFIG_KEY} key"
-    try:
-        return credentials_from_dockerconfig(base64.b64decode(encoded))
-    except (DockerConfigError, ValueError) as error:
-        return f"Secret {ref}: {DOCKERCONFIG_KEY} {error}"
 
 
 def _line(error: BaseException) -> str:

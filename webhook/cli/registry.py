@@ -16,11 +16,13 @@ from webhook.core.loader import ConfigError, LoadedConfig, config_files, load_co
 from webhook.core.models import Scope
 from webhook.core.snapshot import CompiledConfig
 from webhook.registrycheck.check import (
+    DOCKERCONFIG_KEY,
     ScopeCheck,
     ScopeReport,
     SecretCredentials,
     SecretRef,
     check_scopes,
+    secret_credentials,
     secret_of,
     summary,
 )
@@ -229,8 +231,6 @@ def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def file_secrets(paths: Sequence[str]) -> dict[SecretRef, SecretCredentials]:
     """kubernetes.io/dockerconfigjson Secret documents from files (data base64, or stringData)."""
-    from webhook.cli.cluster import DOCKERCONFIG_KEY, secret_credentials
-
     found: dict[SecretRef, SecretCredentials] = {}
     problems = []
     for path in config_files(paths):

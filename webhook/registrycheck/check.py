@@ -8,12 +8,22 @@ requests as their distinct (image, secret) pairs, not 10,000 times the image lis
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from webhook.core.images import NeededImage, split_target
 from webhook.core.resolver import Effective
-from webhook.registrycheck.client import Answer, Credential, Outcome, RegistryClient, credential_for
+from webhook.registrycheck.client import (
+    Answer,
+    Credential,
+    DockerConfigError,
+    Outcome,
+    RegistryClient,
+    credential_for,
+    credentials_from_dockerconfig,
+)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -66,6 +76,20 @@ class ScopeReport:
 
 # What a secret lookup gave: the credentials per registry host, or why there are none.
 SecretCredentials = Mapping[str, Credential] | str
+
+DOCKERCONFIG_KEY = ".dockerconfigjson"
+
+
+def secret_credentials(ref: SecretRef, data: Mapping[str, Any]) -> SecretCredentials:
+    """Credentials of a dockerconfigjson Secret's base64 `data`, or why it has none usable."""
+    encoded = data.get(DOCKERCONFIG_KEY)
+    if not encoded:
+        return f"Secret {ref} has no {DOCKERCONFIG_KEY} key"
+    try:
+        return credentials_from_dockerconfig(base64.b64decode(encoded))
+    except (DockerConfigError, ValueError) as error:
+        return f"Secret {ref}: {DOCKERCONFIG_KEY} {error}"
+
 
 _Key = tuple[str, str, str, SecretRef | None]
 

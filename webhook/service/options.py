@@ -46,6 +46,11 @@ class ServeOptions:
     log_level: str = "info"
     log_format: str = "text"
     kubeconfig: str | None = None
+    check_images: bool = False
+    check_images_interval: float = 600.0
+    check_images_timeout: float = 10.0
+    check_images_concurrency: int = 8
+    registry_ca_file: str | None = None
 
     def service_hosts(self) -> list[str]:
         """SANs of the self-managed certificate: the Service's DNS names, then any extra ones."""
@@ -205,6 +210,25 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="seconds between full reconciliations of status and Secret copies",
     )
+    check = parser.add_argument_group("registry check (opt-in: needs egress to the registries)")
+    check.add_argument(
+        "--check-images",
+        action="store_true",
+        help="the Lease holder checks that every scope's images are in its registry (ImagesAvailable)",
+    )
+    check.add_argument(
+        "--check-images-interval",
+        type=_positive(float),
+        default=600.0,
+        help="seconds between checks (also after a configuration change, at most every 30 s)",
+    )
+    check.add_argument(
+        "--check-images-timeout", type=_positive(float), default=10.0, help="seconds per registry request"
+    )
+    check.add_argument(
+        "--check-images-concurrency", type=_positive(int), default=8, help="registry requests at once"
+    )
+    check.add_argument("--registry-ca-file", metavar="PEM", help="also trust this CA for registries")
     logs = parser.add_argument_group("logging")
     logs.add_argument(
         "--log-level",

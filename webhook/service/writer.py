@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from kubernetes import client
 
+from webhook.core.availability import Availability
 from webhook.core.models import API_GROUP, API_VERSION, KIND, LABEL_PREFIX, PLURAL
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.core.status import (
@@ -138,10 +139,12 @@ class _Inputs:
     config: CompiledConfig
     sources: SecretSources
     records: tuple[RegistryObject, ...]
+    availability: Availability | None = None
 
     def same(self, other: _Inputs) -> bool:
         return (
             self.config is other.config
+            and self.availability is other.availability
             and self.sources == other.sources
             and len(self.records) == len(other.records)
             and all(a is b for a, b in zip(self.records, other.records, strict=True))
@@ -258,7 +261,7 @@ class Writer:
         # RegistryObjects are replaced, never changed, on each watch event: a tuple of them is a
         # consistent view the thread below can read while the watches go on.
         records = tuple(self.state.objects.values())
-        inputs = _Inputs(snapshot.config, sources, records)
+        inputs = _Inputs(snapshot.config, sources, records, self.state.availability)
         if self._settled is None or not self._settled.same(inputs):
             # In batches: the desired statuses of 10,000 registries held at once were the largest
             # part of the process's peak memory (bench/RESULTS.md).
@@ -309,7 +312,8 @@ class Writer:
             observed = owned(record.status)
             current = self._current_status(record.name, observed)
             views.append(_RecordView(record.name, record.generation, current, record.problems, observed))
-        return views, desired_statuses(snapshot.config, views, sources, datetime.now(UTC))
+        now = datetime.now(UTC)
+        return views, desired_statuses(snapshot.config, views, sources, now, self.state.availability)
 
     def _plan_copies(self, snapshot: Snapshot, sources: SecretSources) -> CopyPlan:
         """The Secret copies that should exist. Runs in a thread."""
