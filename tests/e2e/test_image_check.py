@@ -208,3 +208,76 @@ def test_images_available_turns_false_then_true_as_the_image_is_pushed(
     )
     _, metrics_text = checking_webhook.get("/metrics")
     assert 'chaos_registry_scope_images_unavailable{scope="acme"} 0.0' in metrics_text
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import io
+
+    from webhook.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cluster_commands_read_the_live_configuration(
+    plane: ControlPlane, registry: Registry, checking_webhook: WebhookProcess
+):
+    host = registry.host
+    _apply(
+        plane,
+        {
+            "apiVersion": "chaosregistry.io/v1alpha1",
+            "kind": "ChaosImageRegistry",
+            "metadata": {"name": "beta"},
+            "spec": {
+                "scope": {"account": "beta"},
+                "registry": {"server": host, "account": "mirror", "type": "Private", "secretName": "absent"},
+            },
+        },
+    )
+    cluster = ("--cluster", "--kubeconfig", str(plane.kubeconfig))
+
+    code, out, err = _cli("images", *cluster, "--scope", "acme", "-o", "list")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"docker.io/harness/chaos-ddcr:1.0.0 {host}/mirror/chaos-ddcr:1.0.0",
+        f"docker.io/harness/chaos-log-watcher:1.0.0 {host}/mirror/chaos-log-watcher:1.0.0",
+        f"docker.io/litmuschaos/go-runner:2.0.0 {host}/mirror/go-runner:2.0.0",
+    ], "the release lists and versions of the cluster's defaults ConfigMap"
+
+    code, out, err = _cli("check", *cluster, "--ca-file", str(registry.ca_file), "-o", "json")
+    assert code == 1
+    scopes = {s["scope"]: s for s in json.loads(out)["scopes"]}
+    assert scopes["acme"]["secret"] == "chaos-system/pull"
+    assert {i["outcome"] for i in scopes["beta"]["images"]} == {"secret-missing"}
+    assert scopes["beta"]["images"][0]["detail"] == "Secret chaos-system/absent not found"
+
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "runner", "namespace": "acme-chaos", "labels": {"chaosUID": "u1"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "go-runner",
+                    "image": "litmuschaos/go-runner:2.0.0",
+                    "env": [{"name": "LIB_IMAGE", "value": "litmuschaos/go-runner:2.0.0"}],
+                }
+            ]
+        },
+    }
+    plane.kubectl("create", "-f", "-", input=json.dumps(pod))
+    code, out, err = _cli("explain", *cluster, "--pod", "acme-chaos/runner")
+    assert (code, err) == (0, ""), err
+    assert out.splitlines()[:3] == [
+        "pod: acme-chaos/runner",
+        "admitted under scope: acme (ChaosImageRegistry: acme)",
+        "decision now: chaos pod: litmus-experiment-helper-or-probe",
+    ]
+    assert f"  go-runner: litmuschaos/go-runner:2.0.0 -> {host}/mirror/go-runner:2.0.0 [goRunner]" in out
+    assert f"  go-runner/env/LIB_IMAGE: litmuschaos/go-runner:2.0.0 -> {host}/mirror/go-runner:2.0.0" in out
+    assert out.endswith("up to date: yes\n")
+
+    code, _, err = _cli("explain", *cluster, "--pod", "acme-chaos/nope")
+    assert (code, err) == (1, "error: --pod: Pod acme-chaos/nope not found\n")
