@@ -98,17 +98,23 @@ def test_an_unconfigured_scope_keeps_its_images() -> None:
     assert [n.target for n in needed.images] == ["docker.io/harness/chaos-ddcr:1.47.0"]
 
 
-def test_skopeo_sync_groups_by_destination_and_leaves_renamed_images_to_a_plain_copy() -> None:
+def test_skopeo_sync_groups_by_destination_and_leaves_custom_images_out() -> None:
     config = _config(custom_enabled=True, custom_images=MappingProxyType({"ddcr": "corp.io/x/renamed:1"}))
     sources = [
         ("hce", "docker.io/harness/chaos-ddcr:1.47.0"),
         ("hce", "docker.io/harness/chaos-log-watcher:1.47.0"),
     ]
-    documents, left = skopeo_sync_documents([scope_images(config, Scope(("acme",)), sources)])
+    needed = scope_images(config, Scope(("acme",)), sources)
+    documents, left = skopeo_sync_documents([needed])
     assert documents == [
         ("mirror.acme.corp/chaos", {"docker.io": {"images": {"harness/chaos-log-watcher": ["1.47.0"]}}})
     ]
-    assert left == ["docker.io/harness/chaos-ddcr:1.47.0 corp.io/x/renamed:1"]
+    # A custom image is whatever the user named, not a copy of the release image: nothing to sync.
+    assert left == []
+    assert {n.target: n.custom for n in needed.images} == {
+        "corp.io/x/renamed:1": True,
+        "mirror.acme.corp/chaos/chaos-log-watcher:1.47.0": False,
+    }
 
 
 def test_dockerconfigjson_credentials_by_registry_host_never_printed() -> None:

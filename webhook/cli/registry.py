@@ -141,6 +141,7 @@ def images_document(needed: Sequence[ScopeImages]) -> list[dict[str, Any]]:
                     "component": n.component,
                     "source": n.source,
                     "target": n.target,
+                    "custom": n.custom,
                 }
                 for n in item.images
             ],
@@ -156,7 +157,7 @@ def _copies(needed: Sequence[ScopeImages]) -> list[tuple[str, str]]:
         for item in needed
         if item.configured
         for n in item.images
-        if n.source != n.target
+        if n.source != n.target and not n.custom
     }
     return sorted(pairs, key=lambda pair: (pair[1], pair[0]))
 
@@ -203,6 +204,10 @@ def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     loaded, _ = load_source(args, err)
     _, needed = _needed(args, loaded)
     output = args.output
+    if output in ("list", "skopeo-sync"):
+        customs = sorted({n.target for item in needed if item.configured for n in item.images if n.custom})
+        for image in customs:
+            print(f"warning: custom image {image} is used verbatim: mirror it yourself", file=err)
     if output == "json":
         out.write(json.dumps(images_document(needed), indent=2) + "\n")
     elif output == "list":
@@ -223,6 +228,8 @@ def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for item in needed:
             for n in item.images:
                 target = n.target if item.configured else "(unchanged: no ChaosImageRegistry)"
+                if n.custom:
+                    target += " (custom image)"
                 rows.append((str(item.scope), n.release, n.component or "-", n.source, target))
         if len(rows) > 1:
             out.write(_table(rows))

@@ -30,6 +30,7 @@ class NeededImage:
     source: str
     component: str | None
     release: str
+    custom: bool = False  # the target is a custom image, used verbatim: not a copy of the source
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ def scope_images(config: CompiledConfig, scope: Scope, sources: Iterable[tuple[s
     rewriter = config.rewriter(scope)
     effective = rewriter.effective
     configured = bool(effective.layers) or config.defaults.rewrite_unconfigured_scopes
+    customs = set(effective.custom_images.values()) if configured and effective.custom_enabled else set()
     found: dict[tuple[str, str], NeededImage] = {}
     for release, source in sources:
         for helper in (False, True):
@@ -80,12 +82,14 @@ def scope_images(config: CompiledConfig, scope: Scope, sources: Iterable[tuple[s
                 image = source
             key = (image, source)
             if key not in found:
-                found[key] = NeededImage(str(scope), image, source, target.component, release)
-    if configured and effective.custom_enabled:
+                found[key] = NeededImage(
+                    str(scope), image, source, target.component, release, image in customs and image != source
+                )
+    if customs:
         targets = {needed.target for needed in found.values()}
         for component, image in sorted(effective.custom_images.items()):
             if image not in targets:
-                found[(image, image)] = NeededImage(str(scope), image, image, component, "custom")
+                found[(image, image)] = NeededImage(str(scope), image, image, component, "custom", True)
     return ScopeImages(
         scope, configured, tuple(sorted(found.values(), key=lambda n: (n.release, n.source, n.target)))
     )
