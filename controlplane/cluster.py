@@ -40,7 +40,7 @@ from typing import Self
 import yaml
 
 from controlplane.certs import CertificateAuthority, KeyPair, generate_service_account_keys
-from webhook.service.pki import write_file
+from webhook.pki import write_file
 
 __all__ = [
     "BUILD_SCRIPT",

@@ -13,6 +13,7 @@ from typing import Any
 
 from webhook.core.classifier import CONTAINER_LISTS
 from webhook.core.documents import quote
+from webhook.core.jsonpatch import escape_pointer
 from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION, SCOPE_ANNOTATION, CatalogEntry
 from webhook.core.reference import ImageReference, parse_reference
 from webhook.core.reference import join_image as _join_image
@@ -25,11 +26,6 @@ _CACHE_LIMIT = 4096
 _SHARED_IMAGES: dict[str, str] = {}
 # Shared by every scope without custom images: an empty frozenset is 200 bytes, per scope.
 _NO_TARGETS: frozenset[str] = frozenset()
-
-
-def escape_pointer(token: str) -> str:
-    """RFC 6901: `~` and `/` inside one reference token."""
-    return token.replace("~", "~0").replace("/", "~1")
 
 
 @dataclass(frozen=True, slots=True)
