@@ -280,6 +280,13 @@ def run_on_node(workdir: Path, cluster: NodeCluster) -> None:
                     15,
                     f"the default ServiceAccount of {namespace}",
                 )
+    # The ServiceAccounts the example pods name (a chaos platform creates them with its runners).
+    for path in sorted((EXAMPLES / "pods").glob("*.yaml")):
+        pod = yaml.safe_load(path.read_text())
+        account = pod["spec"].get("serviceAccountName")
+        if account:
+            namespace = pod["metadata"]["namespace"]
+            plane.kubectl("create", "serviceaccount", account, "-n", namespace, check=False)
     before_pods: dict[str, tuple[str, str]] = {}
     for path in sorted((EXAMPLES / "pods").glob("*.yaml")):
         pod = yaml.safe_load(path.read_text())
