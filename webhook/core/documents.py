@@ -20,6 +20,7 @@ the pure-Python parser gives the same values and the same refusals otherwise.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -73,30 +74,51 @@ _KubernetesResolver.yaml_implicit_resolvers = {
 }
 
 
+def _json_key(key: Any) -> str | None:
+    """A mapping key as JSON text, as kubectl converts YAML (`1` is "1", `true` is "true")."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int) or (isinstance(key, float) and math.isfinite(key)):
+        return str(key)
+    return None
+
+
 class _KubernetesConstructor(SafeConstructor):
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, MappingNode):
-            seen: dict[tuple[type, Any], Any] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == _MERGE_TAG:
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    marker = (type(key), key)
-                    first = seen.get(marker)
-                except TypeError:
-                    continue  # an unhashable key: the base class says so
-                if first is not None:
+        """Keys become JSON text; a key written twice in one mapping is refused (kubectl refuses it)."""
+        if not isinstance(node, MappingNode):
+            raise ConstructorError(
+                None, None, f"expected a mapping node, but found {node.id}", node.start_mark
+            )
+        explicit = {id(key_node) for key_node, _ in node.value if key_node.tag != _MERGE_TAG}
+        self.flatten_mapping(node)
+        mapping: dict[str, Any] = {}
+        first_marks: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            text = _json_key(key)
+            if text is None:
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"key {quote(key)} is not a string, number or boolean",
+                    key_node.start_mark,
+                )
+            if id(key_node) in explicit:
+                if text in first_marks:
                     raise ConstructorError(
                         "while constructing a mapping",
                         node.start_mark,
-                        f"duplicate key {quote(key)} (first at line {first.line + 1})",
+                        f"duplicate key {quote(text)} (first at line {first_marks[text].line + 1})",
                         key_node.start_mark,
                     )
-                seen[marker] = key_node.start_mark
-        assert isinstance(node, MappingNode)
-        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return result
+                first_marks[text] = key_node.start_mark
+            mapping[text] = self.construct_object(value_node, deep=deep)
+        return mapping
 
 
 class _DepthLimitedComposer(Composer):
@@ -184,8 +206,10 @@ def _parse(text: str, loader: type) -> list[Any]:
     except DocumentError:
         raise
     except ValueError as error:
-        # int() of a number with more digits than Python converts (sys.get_int_max_str_digits()).
-        raise DocumentError(f"invalid YAML: {str(error).splitlines()[0]}") from None
+        if "integer string conversion" in str(error):  # int() refuses more than 4300 digits
+            limit = sys.get_int_max_str_digits()
+            raise DocumentError(f"invalid YAML: an integer of more than {limit} digits") from None
+        raise DocumentError(f"invalid YAML: {' '.join(str(error).split())[:QUOTE_MAX]}") from None
     return documents
 
 
