@@ -92,7 +92,7 @@ class _KubernetesConstructor(SafeConstructor):
         """Keys become JSON text; a key written twice in one mapping is refused (kubectl refuses it)."""
         if not isinstance(node, MappingNode):
             raise ConstructorError(
-                None, None, f"expected a mapping node, but found {node.id}", node.start_mark
+                None, None, f"expected a mapping node, but found {type(node).__name__}", node.start_mark
             )
         explicit = {id(key_node) for key_node, _ in node.value if key_node.tag != _MERGE_TAG}
         self.flatten_mapping(node)
