@@ -37,7 +37,7 @@ from tests.reliability import figures
 from tests.reliability.scale import current_scale
 from webhook.cli.main import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, main
 from webhook.core import documents
-from webhook.core.documents import LOADERS, MAX_INPUT_BYTES, PurePythonLoader, parse_documents
+from webhook.core.documents import LOADERS, MAX_INPUT_BYTES, PurePythonLoader, dump_yaml, parse_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "examples" / "config")
@@ -293,7 +293,7 @@ APISERVER_RULES = {
     "duplicate top-level key": (REGISTRY + "kind: ChaosImageRegistry\n", "duplicate key 'kind'"),
     "duplicate spec key": (REGISTRY + "  allowOverrides: true\n  allowOverrides: false\n", "duplicate key"),
     "duplicate label": (
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {a: x, a: y}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {a: x, a: z}\n",
         "duplicate key 'a'",
     ),
     "string false": (
@@ -311,6 +311,14 @@ APISERVER_RULES = {
         REGISTRY.replace("name: acme}", f"name: {'a' * 254}}}"),
         "not a valid name",
     ),
+    "namespace named n (a YAML 1.1 boolean for kubectl)": (
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n",
+        "metadata.name: missing",
+    ),
+    "label value y (a YAML 1.1 boolean for kubectl)": (
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {a: y}\n",
+        "must be a string, not bool",
+    ),
     "namespace name with a dot": (
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: a.b}\n",
         "not a valid Namespace name",
@@ -320,27 +328,27 @@ APISERVER_RULES = {
         "not a valid Namespace name",
     ),
     "label value 64 characters": (
-        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {{a: {'b' * 64}}}\n",
+        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {{a: {'b' * 64}}}\n",
         "is not a valid label value",
     ),
     "label value with a space": (
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {a: 'b c'}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {a: 'b c'}\n",
         "is not a valid label value",
     ),
     "label key with an upper-case prefix": (
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {Example.com/a: b}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {Example.com/a: b}\n",
         "the prefix must be a lowercase DNS subdomain",
     ),
     "label key of 64 characters": (
-        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {{{'k' * 64}: b}}\n",
+        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {{{'k' * 64}: b}}\n",
         "the name part must be 1-63",
     ),
     "label value that is a number": (
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {a: 1}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {a: 1}\n",
         "must be a string, not int",
     ),
     "annotation value that is a boolean": (
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  annotations: {a: true}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  annotations: {a: true}\n",
         "must be a string, not bool",
     ),
 }
@@ -649,7 +657,7 @@ def test_libyaml_and_pure_python_read_the_same_values() -> None:
     flow=st.booleans(),
 )
 def test_both_parsers_agree_on_generated_documents(value: Any, flow: bool) -> None:
-    text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=True)
+    text = dump_yaml(value, flow)
     expected = [] if value is None else [value]
     for loader in LOADERS:
         assert parse_documents(text, loader) == expected

@@ -17,10 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-import yaml
-
 from webhook.core.classifier import opted_out, scope_from_labels
-from webhook.core.documents import MAX_INPUT_BYTES, quote
+from webhook.core.documents import MAX_INPUT_BYTES, dump_yaml, quote
 from webhook.core.jsonpatch import apply_patch
 from webhook.core.loader import ConfigError, LoadedConfig, load_config, load_documents
 from webhook.core.models import INJECT_LABEL, Scope
@@ -47,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 def _dump(document: Any, output: str) -> str:
     if output == "json":
         return json.dumps(document, indent=2) + "\n"
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    return dump_yaml(document)
 
 
 def _warn(message: str, stream: TextIO) -> None:

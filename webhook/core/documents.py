@@ -20,9 +20,10 @@ the pure-Python parser gives the same values and the same refusals otherwise.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -72,6 +73,11 @@ _KubernetesResolver.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in Resolver.yaml_implicit_resolvers.items()
 }
+# kubectl reads YAML 1.1 as go-yaml does, where `y` and `n` are booleans too (PyYAML leaves them
+# strings): `name: n` is refused by kubectl, so it must not pass here.
+_KubernetesResolver.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN")
+)
 
 
 def _json_key(key: Any) -> str | None:
@@ -87,7 +93,20 @@ def _json_key(key: Any) -> str | None:
     return None
 
 
+class _KubernetesDumper(yaml.SafeDumper):
+    """Quotes what kubectl would read as something else (`y`, `n`), as it quotes `yes` already."""
+
+
+_KubernetesDumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+
+def dump_yaml(document: Any, flow: bool = False) -> str:
+    return yaml.dump(document, Dumper=_KubernetesDumper, sort_keys=False, default_flow_style=flow)
+
+
 class _KubernetesConstructor(SafeConstructor):
+    bool_values: ClassVar[dict[str, bool]] = {**SafeConstructor.bool_values, "y": True, "n": False}
+
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
         """Keys become JSON text; a key written twice in one mapping is refused (kubectl refuses it)."""
         if not isinstance(node, MappingNode):
