@@ -82,10 +82,16 @@ check-manifests: controlplane
 image:
 	docker build -t $(IMAGE) .
 
-# The full run of tests/reliability and the in-process fuzz test (make test runs a smaller share);
+# Hostile input, by class (RELIABILITY.md section 6): pods in-process and through the apiserver, CLI
+# inputs, validate against the apiserver, serve start-up failures.
+HOSTILE_TESTS := tests/unit/test_hostile_pods.py tests/unit/test_hostile_inputs.py \
+	tests/e2e/service/test_admission_hostile.py tests/e2e/service/test_validate_apiserver.py \
+	tests/e2e/service/test_serve_startup.py
+# The full run of tests/reliability, the in-process fuzz test and the hostile-input tests (make test
+# runs a smaller share);
 # the figures the tests collect go to .cache/reliability/figures.json and are printed, pass or fail.
 reliability: $(STAMP) controlplane
-	@RELIABILITY_FULL=1 $(PY) -m pytest tests/reliability tests/unit/test_fuzz_admission.py -q; \
+	@RELIABILITY_FULL=1 $(PY) -m pytest tests/reliability tests/unit/test_fuzz_admission.py $(HOSTILE_TESTS) -q; \
 		status=$$?; echo; $(PY) -m tests.reliability.figures full; exit $$status
 
 # The admission benchmark (bench/RESULTS.md): a fresh local control plane with K = 10, 1,000 and
