@@ -19,7 +19,7 @@ help:
 	@echo "make unit         unit and golden tests only (no cluster)"
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
 	@echo "make node-test    the real-node tier alone: kubelet, containerd, local registry (root)"
-	@echo "make lint         ruff, mypy, hadolint, helm lint"
+	@echo "make lint         ruff, mypy, import layers (lint-imports), hadolint, helm lint"
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
@@ -61,6 +61,7 @@ lint: $(STAMP) controlplane
 	$(VENV)/bin/ruff check webhook controlplane tests bench hack
 	$(VENV)/bin/ruff format --check webhook controlplane tests bench hack
 	$(VENV)/bin/mypy webhook controlplane
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/hadolint Dockerfile
 	$(CONTROLPLANE_BIN)/helm lint --strict $(CHART)
 	@$(MAKE) --no-print-directory check-manifests
