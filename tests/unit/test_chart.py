@@ -73,6 +73,10 @@ CASES: dict[str, list[str]] = {
     "single-replica-other-release": [
         "--set", "replicaCount=1", "--release-name=acme-chaos", "--namespace=acme",
     ],
+    "image-check": [
+        "--set", "imageCheck.enabled=true", "--set", "imageCheck.caConfigMap=registry-ca",
+        "--set", "imageCheck.intervalSeconds=300",
+    ],
 }  # fmt: skip
 
 

@@ -146,14 +146,16 @@ def test_version_served_stored_with_status(version: dict[str, Any]) -> None:
 
 def test_printer_columns(version: dict[str, Any]) -> None:
     columns = {column["name"]: column for column in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Level", "Scope", "Server", "Type", "Blocked", "Age"]
+    assert list(columns) == ["Level", "Scope", "Server", "Type", "Blocked", "Images", "Age"]
     assert columns["Level"]["jsonPath"] == ".status.level"
     assert columns["Scope"]["jsonPath"] == ".status.scope"
-    assert columns["Server"]["jsonPath"] == ".spec.registry.server"
-    assert columns["Type"]["jsonPath"] == ".spec.registry.type"
+    # What is in effect for the scope (inherited or own), as the status says: not the spec's own field.
+    assert columns["Server"]["jsonPath"] == ".status.effectiveServer"
+    assert columns["Type"]["jsonPath"] == ".status.effectiveType"
+    assert columns["Images"]["jsonPath"] == '.status.conditions[?(@.type=="ImagesAvailable")].status'
     assert columns["Blocked"]["jsonPath"] == '.status.conditions[?(@.type=="Blocked")].status'
     assert columns["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-    for name in ("Level", "Scope", "Server", "Type", "Blocked"):
+    for name in ("Level", "Scope", "Server", "Type", "Blocked", "Images"):
         assert columns[name]["type"] == "string"
         assert columns[name].get("priority", 0) == 0, f"{name} shows in plain `kubectl get cir`"
 

@@ -19,6 +19,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from webhook.cli.pod import explain_pod
+from webhook.cli.registry import add_commands as add_registry_commands
+from webhook.cli.registry import add_source_arguments, load_source
 from webhook.core.classifier import opted_out, scope_from_labels
 from webhook.core.documents import MAX_INPUT_BYTES, dump_yaml, quote
 from webhook.core.jsonpatch import apply_patch
@@ -185,8 +188,10 @@ def _explain_text(document: dict[str, Any]) -> str:
 
 
 def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    loaded = load_config(args.config)
+    loaded, cluster = load_source(args, err)
     config = loaded.compile()
+    if args.pod is not None:
+        return explain_pod(args, loaded, cluster, out, err)
     scope = _explain_scope(args, loaded, err)
     effective = config.effective(scope)
     blocked_below = []
@@ -302,10 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain", help="print the effective registry of a scope and where it comes from", epilog=EPILOG
     )
-    _add_config(explain)
+    add_source_arguments(explain)
     target = explain.add_mutually_exclusive_group(required=True)
     target.add_argument("--namespace", metavar="NAME", help="the scope bound by this namespace's labels")
     target.add_argument("--scope", metavar="ACCOUNT[/ORG[/PROJECT[/INFRA]]]", help="a scope")
+    target.add_argument(
+        "--pod",
+        metavar="NAMESPACE/NAME",
+        help="with --cluster: a pod's recorded original images and scope, and what the webhook decided",
+    )
     explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
     explain.set_defaults(handler=cmd_explain)
 
@@ -317,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 on warnings too (blocked, conflicting)"
     )
     validate.set_defaults(handler=cmd_validate)
+
+    add_registry_commands(commands)
 
     serve = commands.add_parser(
         "serve",
@@ -438,6 +450,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "cluster") and bool(args.config) == bool(args.cluster):
+        parser.error(f"{args.command}: give either -c CONFIG or --cluster")
     if out is None:
         print("error: cannot write output: standard output is closed", file=err)
         return EXIT_BAD_INPUT

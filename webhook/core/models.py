@@ -267,6 +267,37 @@ class ChaosPodRule(_Model):
         return self
 
 
+_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # a tag: what `{version}` becomes
+
+
+class Release(_Model):
+    """The images one release of a chaos product needs; `{version}` in an image is the version."""
+
+    version: str = Field(pattern=_VERSION.pattern)
+    images: list[str] = Field(min_length=1, max_length=256)
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, value: list[str]) -> list[str]:
+        for image in value:
+            parsed = parse_reference(image.replace("{version}", "0"))
+            if not isinstance(parsed, ImageReference):
+                raise ValueError(f"{image!r} is not a valid image reference: {parsed.reason}")
+        return value
+
+    def image_list(self, version: str | None = None) -> list[str]:
+        """The release's images at `version` (default: the release's own)."""
+        chosen = version or self.version
+        return [image.replace("{version}", chosen) for image in self.images]
+
+
+def release_version_error(version: str) -> str | None:
+    """Why `version` cannot be a release version (it becomes an image tag), or None."""
+    if not _VERSION.match(version):
+        return f"{version!r} is not a valid version: it becomes an image tag ([A-Za-z0-9_.-], at most 128)"
+    return None
+
+
 class DefaultRegistry(RegistrySpec):
     """The root of resolution: server, account and type must be known."""
 
@@ -286,6 +317,7 @@ class DefaultsConfig(_Model):
     image_env_vars: list[ImageEnvVar] = Field(alias="imageEnvVars")
     chaos_pods: list[ChaosPodRule] = Field(alias="chaosPods")
     helper_pod_name_contains: list[str] = Field(alias="helperPodNameContains")
+    releases: dict[str, Release] = Field(default_factory=dict, max_length=32)
 
     _default_account = field_validator("default_account")(_check_identifier)
 
@@ -335,7 +367,15 @@ def merge_defaults(builtin: Mapping[str, Any], override: Mapping[str, Any]) -> d
     merged: dict[str, Any] = dict(builtin)
     for key, value in override.items():
         base = merged.get(key)
-        if key in _LIST_KEYS and isinstance(base, list) and isinstance(value, list):
+        if key == "releases" and isinstance(base, Mapping) and isinstance(value, Mapping):
+            # A release given a version alone keeps its image list.
+            merged[key] = {
+                name: {**base[name], **release}
+                if isinstance(base.get(name), Mapping) and isinstance(release, Mapping)
+                else release
+                for name, release in {**base, **value}.items()
+            }
+        elif key in _LIST_KEYS and isinstance(base, list) and isinstance(value, list):
             merged[key] = _merge_lists(base, value, _LIST_KEYS[key])
         elif isinstance(base, Mapping) and isinstance(value, Mapping):
             merged[key] = {**base, **value}

@@ -21,6 +21,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from webhook.registrycheck.monitor import ImageMonitor
 from webhook.service.admission.handler import AdmissionHandler
 from webhook.service.admission.kopf_engine import register_mutation
 from webhook.service.admission.server import AdmissionServer
@@ -91,6 +92,7 @@ class Runtime:
             api, options.namespace, options.lease_name, options.identity, options.lease_duration
         )
         self.writer = Writer(self.state, api, options)
+        self.image_monitor = ImageMonitor(self.state, api, options) if options.check_images else None
         self.watch_session = ApiSession(api.configuration)
         self.watchers = (
             Watcher(self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry),
@@ -210,7 +212,14 @@ class Runtime:
             await asyncio.sleep(STARTUP_RETRY_SECONDS)
         self.tasks.append(asyncio.create_task(self.certificates.run(self.ca_bundle_changed)))
         if self.options.writer:
-            self.tasks.append(asyncio.create_task(self.elector.run(self.writer.run)))
+            self.tasks.append(asyncio.create_task(self.elector.run(self._lead)))
+
+    async def _lead(self) -> None:
+        """While this replica holds the Lease: the writer, and the registry check when enabled."""
+        if self.image_monitor is None:
+            await self.writer.run()
+            return
+        await asyncio.gather(self.writer.run(), self.image_monitor.run())
 
     async def stop(self) -> None:
         for task in list(self.tasks):

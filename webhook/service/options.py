@@ -46,11 +46,12 @@ def _default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-SERVER, TLS, HOOK, WRITE, LOGS = (
+SERVER, TLS, HOOK, WRITE, CHECK, LOGS = (
     "admission server",
     "certificates",
     "webhook configuration",
     "configuration and write side",
+    "registry check (opt-in: needs egress to the registries)",
     "logging",
 )
 
@@ -170,6 +171,27 @@ class ServeOptions:
         "seconds between full reconciliations of status and Secret copies",
         group=WRITE,
         type=positive(float),
+    )
+    check_images: bool = _option(
+        False,
+        "the Lease holder checks that every scope's images are in its registry (ImagesAvailable)",
+        group=CHECK,
+        action="store_true",
+    )
+    check_images_interval: float = _option(
+        600.0,
+        "seconds between checks (also after a configuration change, at most every 30 s)",
+        group=CHECK,
+        type=positive(float),
+    )
+    check_images_timeout: float = _option(
+        10.0, "seconds per registry request", group=CHECK, type=positive(float)
+    )
+    check_images_concurrency: int = _option(
+        8, "registry requests at once", group=CHECK, type=positive(int)
+    )
+    registry_ca_file: str | None = _option(
+        None, "also trust this CA for registries", group=CHECK, metavar="PEM"
     )
     log_level: str = _option(
         "info",
