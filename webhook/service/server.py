@@ -1,14 +1,16 @@
 """The HTTPS admission endpoint (a kopf webhook server) and the plain-HTTP health/metrics endpoint.
 
-kopf starts `AdmissionServer` through `settings.admission.server`. Requests to our handler's path
-are answered by `AdmissionHandler` directly from the snapshot (the "direct" engine); with the
-"kopf" engine, and for any other path, they go through kopf's generic admission machinery, which
+kopf starts `AdmissionServer` through `settings.admission.server`. With the "direct" engine, our
+handler's path is served by a lean HTTP/1.1 protocol (http11.py) and answered by `AdmissionHandler`
+directly from the snapshot; any other path is answered allowed and unchanged, as kopf does. With
+the "kopf" engine, requests go through aiohttp and kopf's generic admission machinery, which
 deep-copies and diffs the pod to build its patch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,8 +19,13 @@ import aiohttp.web
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from webhook.service import metrics
-from webhook.service.admission import AdmissionHandler, AdmissionRequestError, parse_review
+from webhook.service import http11, metrics
+from webhook.service.admission import (
+    ADMISSION_API_VERSION,
+    AdmissionHandler,
+    AdmissionRequestError,
+    parse_review,
+)
 from webhook.service.certs import ServingContext
 from webhook.service.webhookconfig import HANDLER_ID
 
@@ -49,6 +56,10 @@ class AdmissionServer:
         self.started = asyncio.Event()
 
     async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
+        if self.engine == "direct":
+            async for endpoint in self._serve_direct():
+                yield endpoint
+            return
         kopf_fn = fn
 
         async def serve(request: aiohttp.web.Request) -> aiohttp.web.Response:
@@ -79,6 +90,49 @@ class AdmissionServer:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
+
+    async def _serve_direct(self) -> AsyncIterator[dict[str, Any]]:
+        """Our handler's path only, on the lean HTTP/1.1 protocol (webhook/service/http11.py)."""
+        server = await http11.start_server(
+            self.handler.handle,
+            f"/{HANDLER_ID}",
+            other_paths=self._no_handler,
+            host=self.address,
+            port=self.port,
+            ssl=self.serving.context,
+            max_body=MAX_REQUEST_BYTES,
+        )
+        try:
+            logger.info(
+                "admission server listening on https://%s:%s/%s (engine direct)",
+                self.address,
+                self.port,
+                HANDLER_ID,
+            )
+            self.started.set()
+            yield {"url": self.url}
+            await asyncio.Event().wait()
+        finally:
+            server.close()
+            # Newer Pythons wait here for open keep-alive connections: do not hang a shutdown on them.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    @staticmethod
+    async def _no_handler(body: bytes) -> tuple[int, bytes]:
+        """A path of no handler: allowed, unchanged (as kopf answers it); a malformed review is a 400."""
+        try:
+            request = parse_review(body)
+        except AdmissionRequestError as error:
+            metrics.REQUESTS.labels(outcome="bad_request").inc()
+            return 400, orjson.dumps({"error": str(error)})
+        return 200, orjson.dumps(
+            {
+                "apiVersion": ADMISSION_API_VERSION,
+                "kind": "AdmissionReview",
+                "response": {"uid": request.uid, "allowed": True},
+            }
+        )
 
     async def _serve_kopf(self, fn: Any, request: aiohttp.web.Request, body: bytes) -> aiohttp.web.Response:
         from kopf._core.engines import admission as kopf_admission  # only on the kopf engine's path
