@@ -38,6 +38,7 @@ LAYERS = (
     ("metrics", ("metrics.py", "prometheus_client")),
     ("our handler, the rest", ("webhook/service/admission.py",)),
     ("HTTP layer (aiohttp: parsing, routing, response)", ("aiohttp/", "multidict", "yarl")),
+    ("HTTP layer (http11: parsing, writing, the task per request)", ("http11.py",)),
     ("event loop (uvloop, asyncio)", ("uvloop", "asyncio/")),
 )
 

@@ -179,7 +179,7 @@ class AdmissionHandler:
         if mutation.warnings:
             fields["warnings"] = _warnings(mutation)
         for rewrite in mutation.rewrites:
-            metrics.REWRITES.labels(component=rewrite.component or "other").inc()
+            metrics.record_rewrite(rewrite.component)
         if logger.isEnabledFor(logging.DEBUG):
             metadata = request.pod.get("metadata")
             if not isinstance(metadata, Mapping):  # any JSON value: a bad pod must not fail the request

@@ -293,7 +293,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             patch.fns.append(lambda raw: apply_patch_in_place(raw, operations))
         warnings.extend(_warnings(mutation))
         for rewrite in mutation.rewrites:
-            metrics.REWRITES.labels(component=rewrite.component or "other").inc()
+            metrics.record_rewrite(rewrite.component)
         outcome = "skipped" if not mutation.chaos else "mutated" if mutation.patch else "unchanged"
         metrics.record_request(outcome, time.perf_counter() - started)
 
