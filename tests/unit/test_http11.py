@@ -161,3 +161,27 @@ async def test_a_handler_that_raises_still_answers():
     assert status == 500 and b"internal error" in body and headers["connection"] == "close"
     writer.close()
     server.close()
+
+
+async def test_a_handler_that_waits_is_answered_when_it_is_done():
+    """Most answers complete at once; one that waits (a namespace not yet delivered) finishes in a task."""
+
+    async def waits(body: bytes) -> tuple[int, bytes]:
+        await asyncio.sleep(0.05)
+        if body == b"fail":
+            raise RuntimeError("bug after waiting")
+        return 200, b'{"waited":true}'
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: http11.AdmissionProtocol(waits, PATH, max_body=100), "127.0.0.1", 0
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    writer.write(post(b"{}") + post(b"{}"))
+    assert (await read_response(reader))[2] == b'{"waited":true}'
+    assert (await read_response(reader))[2] == b'{"waited":true}'
+    writer.write(post(b"fail"))
+    status, headers, _ = await read_response(reader)
+    assert status == 500 and headers["connection"] == "close"
+    writer.close()
+    server.close()

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from email.utils import formatdate
 from typing import Any
 
@@ -47,7 +48,7 @@ _REASONS = {
     505: b"HTTP Version Not Supported",
 }
 
-Handler = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+Handler = Callable[[bytes], Coroutine[Any, Any, tuple[int, bytes]]]
 """An admission body in, (HTTP status, JSON body) out; never raises."""
 
 
@@ -67,6 +68,31 @@ class _Date:
 
 
 _date = _Date()
+
+
+_INTERNAL_ERROR = (500, b'{"error":"internal error in the webhook"}')
+
+
+@types.coroutine
+def _resume(coroutine: Any, waiting_on: Any) -> Generator[Any, Any, tuple[int, bytes]]:
+    """Finish a coroutine that was stepped by hand and is waiting on `waiting_on`: what `await`
+    would do had it run in a task from the start (pass what it yields up, what the task sends down)."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as error:  # a cancellation or an error thrown in by the task
+            try:
+                waiting_on = coroutine.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            continue
+        try:
+            waiting_on = coroutine.send(sent)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 class _RequestError(Exception):
@@ -142,7 +168,20 @@ class AdmissionProtocol(asyncio.Protocol):
             return
         handler, body, close = parsed
         self._busy = True
-        self._loop.create_task(self._answer(handler, body, close))
+        # The handler answers at once unless it must wait (a namespace the watch has not delivered
+        # yet): run it here until it completes or first waits, and only then give it a task. Saves a
+        # task and a loop iteration per request (most of them).
+        coroutine = handler(body)
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration as done:
+            self._finish(done.value, close)
+            return
+        except Exception:
+            self._finish(_INTERNAL_ERROR, True)
+            logger.exception("admission handler raised")
+            return
+        self._loop.create_task(self._answer(_resume(coroutine, waiting_on), close))
 
     def _parse(self) -> tuple[Handler, bytes, bool] | None:
         """(handler, body, close after answering) of the first whole request in the buffer, or None."""
@@ -206,12 +245,16 @@ class AdmissionProtocol(asyncio.Protocol):
         del buffer[: start + length]
         return handler, body, close
 
-    async def _answer(self, handler: Handler, body: bytes, close: bool) -> None:
+    async def _answer(self, answer: Awaitable[tuple[int, bytes]], close: bool) -> None:
         try:
-            status, payload = await handler(body)
+            result = await answer
         except Exception:  # the handler never raises; if it did, the connection must still answer
             logger.exception("admission handler raised")
-            status, payload, close = 500, b'{"error":"internal error in the webhook"}', True
+            result, close = _INTERNAL_ERROR, True
+        self._finish(result, close)
+
+    def _finish(self, result: tuple[int, bytes], close: bool) -> None:
+        status, payload = result
         self._busy = False
         if self._closing or self._transport.is_closing():
             return
