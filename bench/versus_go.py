@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import corpus, procstat
-from webhook.service import pki
+from webhook import pki
 
 GOREF = Path(__file__).resolve().parent / "goref"
 GO_CACHE = corpus.REPO / ".cache" / "bench" / "go"

@@ -27,7 +27,7 @@ import kubernetes
 from controlplane import ControlPlane
 from controlplane.webhook import WebhookProcess
 from tests.e2e.service.conftest import Cluster, images, wait_for
-from webhook.service.webhookconfig import HANDLER_ID
+from webhook.service.tls.webhook_configuration import HANDLER_ID
 
 SCOPE_ANNOTATION = "chaosregistry.io/scope"
 ORIGINAL_IMAGES = "chaosregistry.io/original-images"

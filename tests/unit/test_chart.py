@@ -4,7 +4,7 @@
   combination that changes the output: each certificate mode, failurePolicy Ignore,
   selectAllNamespaces, an extra secret source namespace, the ServiceMonitor;
 * typos and wrong types in values fail with the schema's message (values.schema.json);
-* the rendered MutatingWebhookConfiguration is the one `webhookconfig.build_webhook_configuration`
+* the rendered MutatingWebhookConfiguration is the one `webhook_configuration.build_webhook_configuration`
   builds, and the rendered defaults ConfigMap is the built-in defaults;
 * the Deployment's arguments parse as `chaos-registry serve` options that name the chart's objects;
 * manifests/ is the chart rendered with default values (what `make check-manifests` checks);
@@ -34,9 +34,9 @@ import yaml
 from controlplane import ensure_binaries
 from webhook.core.loader import parse_defaults_configmap
 from webhook.core.models import builtin_defaults_document, load_defaults
-from webhook.service import webhookconfig
 from webhook.service.options import add_serve_arguments, options_from_args, validate_options
-from webhook.service.writer import copies_configmap_name
+from webhook.service.tls import webhook_configuration
+from webhook.service.writer.record import copies_configmap_name
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "chaos-registry-webhook"
@@ -272,7 +272,7 @@ def test_webhook_configuration_is_the_one_the_server_builds(
     docs = render(helm, CASES[case])
     rendered = find(docs, "MutatingWebhookConfiguration")
     service = find(docs, "Service")
-    expected = webhookconfig.build_webhook_configuration(
+    expected = webhook_configuration.build_webhook_configuration(
         name=rendered["metadata"]["name"],
         webhook_namespace=namespace,
         ca_bundle=ca_bundle,

@@ -1,4 +1,4 @@
-"""The lean HTTP/1.1 admission protocol (webhook/service/http11.py) over plain TCP on 127.0.0.1:
+"""The lean HTTP/1.1 admission protocol (webhook/service/admission/http11.py) over plain TCP on 127.0.0.1:
 what the apiserver sends is answered, anything else gets one status and a one-line reason."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import orjson
 import pytest
 
-from webhook.service import http11
+from webhook.service.admission import http11
 
 PATH = "/mutate-pods"
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import EntryFactory, PodLoader, make_entry
-from webhook.core.jsonpatch import apply_patch
+from webhook.core.jsonpatch import apply_patch, escape_pointer
 from webhook.core.loader import LoadedConfig
 from webhook.core.models import DefaultsConfig
-from webhook.core.mutator import Rewrite, escape_pointer
+from webhook.core.mutator import Rewrite
 from webhook.core.snapshot import CompiledConfig, Mutation
 
 NS = {"chaosregistry.io/account": "acme"}

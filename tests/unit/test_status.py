@@ -25,7 +25,8 @@ from webhook.core.status import (
     format_time,
     status_patch,
 )
-from webhook.service.writer import copies_configmap_name, data_hash, source_label_value
+from webhook.service.writer.copies import data_hash, source_label_value
+from webhook.service.writer.record import copies_configmap_name
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 EARLIER = "2024-04-01T08:00:00Z"

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from webhook.service.watch import NAMESPACES, ApiSession, Expired, Watcher, WatchError
+from webhook.service.kube.session import ApiSession
+from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError
 
 
 class Recorder:

@@ -16,8 +16,17 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from webhook.core.documents import quote
 from webhook.core.reference import (
     ImageReference,
     parse_reference,
@@ -73,10 +82,10 @@ class Scope:
         """Parse `ACCOUNT[/ORG[/PROJECT[/INFRA]]]`; raises ValueError naming what is wrong."""
         parts = tuple(text.split("/"))
         if not text or len(parts) > len(LEVELS):
-            raise ValueError(f"scope {text!r} must be ACCOUNT[/ORG[/PROJECT[/INFRA]]]")
+            raise ValueError(f"scope {quote(text)} must be ACCOUNT[/ORG[/PROJECT[/INFRA]]]")
         for level, part in zip(LEVELS, parts, strict=False):
             if not _IDENTIFIER.match(part):
-                raise ValueError(f"scope {text!r}: {level} {part!r} is not a valid identifier")
+                raise ValueError(f"scope {quote(text)}: {level} {quote(part)} is not a valid identifier")
         return cls(parts)
 
     @property
@@ -98,6 +107,7 @@ class Scope:
 
 
 class _Model(BaseModel):
+    # Booleans are strict: the CRD's schema (and so the apiserver) refuses "false" or 1 for one.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -162,21 +172,21 @@ class RegistrySpec(_Model):
     @classmethod
     def _secret_name(cls, value: str | None) -> str | None:
         if value is not None and not _DNS_SUBDOMAIN.match(value):
-            raise ValueError(f"{value!r} is not a valid Secret name (lowercase DNS subdomain)")
+            raise ValueError(f"{quote(value)} is not a valid Secret name (lowercase DNS subdomain)")
         return value
 
     @field_validator("secret_namespace")
     @classmethod
     def _secret_namespace(cls, value: str | None) -> str | None:
         if value is not None and not _DNS_LABEL.match(value):
-            raise ValueError(f"{value!r} is not a valid namespace name (lowercase DNS label)")
+            raise ValueError(f"{quote(value)} is not a valid namespace name (lowercase DNS label)")
         return value
 
 
 class CustomImagesSpec(_Model):
     """`spec.customImages`: full image references per component, used verbatim."""
 
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     images: dict[str, str] = Field(default_factory=dict, max_length=64)
 
     @field_validator("images")
@@ -184,17 +194,19 @@ class CustomImagesSpec(_Model):
     def _images(cls, value: dict[str, str]) -> dict[str, str]:
         for component, image in value.items():
             if not _COMPONENT.match(component):
-                raise ValueError(f"{component!r} is not a component name")
+                raise ValueError(f"{quote(component)} is not a component name")
             parsed = parse_reference(image)
             if not isinstance(parsed, ImageReference):
-                raise ValueError(f"{component}: {image!r} is not a valid image reference: {parsed.reason}")
+                raise ValueError(
+                    f"{component}: {quote(image)} is not a valid image reference: {parsed.reason}"
+                )
         return value
 
 
 class ChaosImageRegistrySpec(_Model):
     scope: ScopeSpec
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
-    allow_overrides: bool = Field(default=False, alias="allowOverrides")
+    allow_overrides: StrictBool = Field(default=False, alias="allowOverrides")
     custom_images: CustomImagesSpec = Field(default_factory=CustomImagesSpec, alias="customImages")
 
     @model_validator(mode="after")
@@ -238,7 +250,7 @@ class CatalogEntry(_Model):
 
 class ImageEnvVar(_Model):
     name: str = Field(min_length=1)
-    helper: bool = False
+    helper: StrictBool = False
 
 
 class ChaosPodRule(_Model):
@@ -246,12 +258,12 @@ class ChaosPodRule(_Model):
     match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
     labels_present: list[str] = Field(default_factory=list, alias="labelsPresent")
     components: list[str] = Field(default_factory=list)
-    enabled: bool = True
+    enabled: StrictBool = True
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> ChaosPodRule:
         if not (self.match_labels or self.labels_present or self.components):
-            raise ValueError(f"rule {self.name!r} needs matchLabels, labelsPresent or components")
+            raise ValueError(f"rule {quote(self.name)} needs matchLabels, labelsPresent or components")
         return self
 
 
@@ -267,7 +279,7 @@ class DefaultsConfig(_Model):
     """The defaults ConfigMap (`chaos-registry-defaults`, key `config.yaml`), merged over built-ins."""
 
     default_account: Identifier = Field(alias="defaultAccount")
-    rewrite_unconfigured_scopes: bool = Field(default=False, alias="rewriteUnconfiguredScopes")
+    rewrite_unconfigured_scopes: StrictBool = Field(default=False, alias="rewriteUnconfiguredScopes")
     registry: DefaultRegistry
     custom_images: CustomImagesSpec = Field(default_factory=CustomImagesSpec, alias="customImages")
     catalog: list[CatalogEntry]
@@ -284,16 +296,18 @@ class DefaultsConfig(_Model):
         seen: set[str] = set()
         for entry in self.catalog:
             if entry.repository in seen:
-                raise ValueError(f"catalog: repository {entry.repository!r} is listed twice")
+                raise ValueError(f"catalog: repository {quote(entry.repository)} is listed twice")
             seen.add(entry.repository)
         known = self.component_names
         for rule in self.chaos_pods:
             for component in rule.components:
                 if component not in known:
-                    raise ValueError(f"chaosPods: rule {rule.name!r} names unknown component {component!r}")
+                    raise ValueError(
+                        f"chaosPods: rule {quote(rule.name)} names unknown component {quote(component)}"
+                    )
         for component in self.custom_images.images:
             if component not in known:
-                raise ValueError(f"customImages.images: unknown component {component!r}")
+                raise ValueError(f"customImages.images: unknown component {quote(component)}")
         return self
 
     @cached_property

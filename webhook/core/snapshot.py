@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from webhook.core.classifier import PodClassifier, ScopeBinding, opted_out, scope_from_labels
+from webhook.core.documents import quote
 from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope
 from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, mutate_pod
 from webhook.core.resolver import Effective, RegistryEntry, RegistryIndex
@@ -129,7 +130,7 @@ class Snapshot:
         labels = self.namespaces.get(namespace)
         mutation = self.config.mutate(pod, labels, old_pod)
         if labels is None and mutation.chaos:
-            note = f"namespace {namespace!r} is not known: treated as a namespace without labels"
+            note = f"namespace {quote(namespace)} is not known: treated as a namespace without labels"
             return Mutation(
                 chaos=True,
                 reason=mutation.reason,

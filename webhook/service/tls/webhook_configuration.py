@@ -13,7 +13,7 @@ from typing import Any, cast
 from kubernetes import client
 
 from webhook.core.models import INJECT_LABEL, SCOPE_LABELS
-from webhook.service.kube import status_of
+from webhook.service.kube.errors import status_of
 
 logger = logging.getLogger("webhook.config")
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from kubernetes import client
 
 from webhook.service import metrics
-from webhook.service.kube import status_of
+from webhook.service.kube.errors import status_of
 
 logger = logging.getLogger("webhook.leader")
 

@@ -15,10 +15,8 @@ holds is deleted.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
-import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +24,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 import orjson
-from kubernetes import client
 
 from webhook.core.models import API_VERSION, PLURAL
-from webhook.service import kube
+from webhook.service.kube.session import CONNECT_SECONDS, LIST_TIMEOUT_SECONDS, ApiSession
 
 logger = logging.getLogger("webhook.watch")
 
@@ -39,8 +36,6 @@ WATCH_SECONDS = (300, 600)
 RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request
 MIN_WATCH_SECONDS = 1.0  # a watch ended sooner counts as a failure (pause before the next)
 WATCH_GRACE_SECONDS = 30  # past timeoutSeconds, a watch connection is given up
-LIST_TIMEOUT_SECONDS = 60  # per page
-CONNECT_SECONDS = 10
 METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
@@ -66,67 +61,6 @@ class WatchError(Exception):
 
 class Expired(Exception):
     """The resourceVersion is too old to resume from: list again."""
-
-
-class ApiSession:
-    """An aiohttp session with the credentials of a kubernetes client Configuration.
-
-    The bearer token is read again before each request (in a pod it is a rotated file; the client
-    library's refresh hook re-reads it)."""
-
-    def __init__(self, configuration: client.Configuration) -> None:
-        self.configuration = configuration
-        self.host = configuration.host.rstrip("/")
-        self._ssl = _ssl_context(configuration)
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl),
-                timeout=aiohttp.ClientTimeout(total=LIST_TIMEOUT_SECONDS, sock_connect=CONNECT_SECONDS),
-            )
-        return self._session
-
-    def headers(self, accept: str) -> dict[str, str]:
-        configuration = self.configuration
-        headers = {"Accept": accept}
-        token = kube.authorization(configuration)
-        if token:
-            headers["Authorization"] = token
-        elif configuration.username and configuration.password:
-            pair = f"{configuration.username}:{configuration.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        return headers
-
-    def get(self, url: str, accept: str, timeout: aiohttp.ClientTimeout) -> Any:
-        """A GET with the credentials, through the kubeconfig's proxy and TLS server name if any."""
-        configuration = self.configuration
-        return self.session.get(
-            url,
-            headers=self.headers(accept),
-            timeout=timeout,
-            proxy=getattr(configuration, "proxy", None) or None,
-            server_hostname=getattr(configuration, "tls_server_name", None) or None,
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
-    if configuration.host.startswith("http://"):
-        return False
-    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
-    if configuration.cert_file:
-        context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
-    if not configuration.verify_ssl:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class Watcher:

@@ -26,9 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
+from webhook.pki import CertificateAuthority, KeyPair
 from webhook.service import metrics
-from webhook.service.kube import status_of
-from webhook.service.pki import CertificateAuthority, KeyPair
+from webhook.service.kube.errors import status_of
 
 logger = logging.getLogger("webhook.certs")
 
