@@ -187,9 +187,7 @@ class ServeOptions:
     check_images_timeout: float = _option(
         10.0, "seconds per registry request", group=CHECK, type=positive(float)
     )
-    check_images_concurrency: int = _option(
-        8, "registry requests at once", group=CHECK, type=positive(int)
-    )
+    check_images_concurrency: int = _option(8, "registry requests at once", group=CHECK, type=positive(int))
     registry_ca_file: str | None = _option(
         None, "also trust this CA for registries", group=CHECK, metavar="PEM"
     )
