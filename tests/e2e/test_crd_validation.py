@@ -1,8 +1,10 @@
-"""The ChaosImageRegistry CRD against a real kube-apiserver (SPEC section 3).
+"""The ChaosImageRegistry CRD against a real kube-apiserver
+(docs/contract.md#the-chaosimageregistry-resource).
 
 Applies the chart's CRD, waits until it is Established, then shows that the API server accepts
-SPEC section 3's example and refuses every invalid resource at `kubectl apply` with a message that
-names the field: the OpenAPI patterns and the CEL rules (including the transition rule that makes
+the example of docs/contract.md#the-chaosimageregistry-resource and refuses every invalid
+resource at `kubectl apply` with a message that names the field: the OpenAPI patterns and the CEL
+rules (including the transition rule that makes
 `spec.scope` immutable) are evaluated by the API server itself, not by our code.
 """
 
@@ -21,6 +23,7 @@ import pytest
 import yaml
 
 from controlplane import ControlPlane
+from tests.helpers import contract_example
 
 pytestmark = pytest.mark.e2e
 
@@ -31,37 +34,12 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
 def spec_example(name: str, account: str) -> dict[str, Any]:
-    """SPEC section 3's example, under a name and account of its own so tests do not collide."""
-    return {
-        "apiVersion": "chaosregistry.io/v1alpha1",
-        "kind": "ChaosImageRegistry",
-        "metadata": {"name": name, "labels": {"test": "crd-validation"}},
-        "spec": {
-            "scope": {
-                "account": account,
-                "organization": "retail",
-                "project": "payments",
-                "infrastructure": "prod-ddcr",
-            },
-            "registry": {
-                "server": "registry.acme.corp:5000/mirror",
-                "account": "harness",
-                "type": "Private",
-                "secretName": "acme-pull",
-                "secretNamespace": "chaos-system",
-            },
-            "allowOverrides": False,
-            "customImages": {
-                "enabled": True,
-                "images": {
-                    "ddcr": "registry.acme.corp/chaos/chaos-ddcr:1.47.0",
-                    "logWatcher": "registry.acme.corp/chaos/chaos-log-watcher:1.47.0",
-                    "ddcrLib": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-                    "ddcrFault": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-                },
-            },
-        },
-    }
+    """The example of docs/contract.md#the-chaosimageregistry-resource, under a name and account
+    of its own so tests do not collide."""
+    example = contract_example()
+    example["metadata"] = {"name": name, "labels": {"test": "crd-validation"}}
+    example["spec"]["scope"]["account"] = account
+    return example
 
 
 @pytest.fixture(scope="module")

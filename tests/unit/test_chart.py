@@ -34,7 +34,7 @@ import yaml
 from controlplane import ensure_binaries
 from webhook.core.loader import parse_defaults_configmap
 from webhook.core.models import builtin_defaults_document, load_defaults
-from webhook.service.options import add_serve_arguments, options_from_args, validate_options
+from webhook.service.options import ServeOptions, add_serve_arguments, options_from_args, validate_options
 from webhook.service.tls import webhook_configuration
 from webhook.service.writer.record import copies_configmap_name
 
@@ -554,3 +554,29 @@ def test_readme_values_table_matches_values_yaml() -> None:
         README.write_text(f"{before}{TABLE_START}\n{table}\n{TABLE_END}{after}")
         return
     assert current.strip() == table, "the README's Helm values table is stale: run with UPDATE_GOLDEN=1"
+
+
+# Chart values that set a serve option, and a second valid value for each. A value's default is the
+# option's default, and a value set reaches the option: neither side can change alone.
+TUNED_VALUES: dict[str, tuple[str, Any]] = {
+    "certificates.checkIntervalSeconds": ("cert_check_interval", 15),
+    "certificates.selfManaged.certificateValidityDays": ("cert_validity_days", 90),
+    "certificates.selfManaged.caValidityDays": ("ca_validity_days", 730),
+    "resyncIntervalSeconds": ("resync_interval", 120),
+    "webhook.failurePolicy": ("failure_policy", "Ignore"),
+    "webhook.timeoutSeconds": ("timeout_seconds", 10),
+    "webhook.selectAllNamespaces": ("select_all_namespaces", True),
+    "logLevel": ("log_level", "debug"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(TUNED_VALUES))
+def test_values_and_serve_options_cannot_drift(helm: Path, path: str) -> None:
+    option, other = TUNED_VALUES[path]
+    default = lookup(yaml.safe_load((CHART / "values.yaml").read_text()), path)
+    assert default == ServeOptions.__dataclass_fields__[option].default, f"{path} vs --{option}"
+    assert default != other
+    rendered = options_from_args(serve_options(find(render(helm), "Deployment")))
+    assert getattr(rendered, option) == default
+    changed = options_from_args(serve_options(find(render(helm, ["--set", f"{path}={other}"]), "Deployment")))
+    assert getattr(changed, option) == other

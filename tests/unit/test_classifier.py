@@ -1,4 +1,5 @@
-"""Tests for webhook.core.classifier and the admission decision of webhook.core.snapshot (SPEC §5).
+"""Tests for webhook.core.classifier and the admission decision of webhook.core.snapshot
+(docs/contract.md#scopes-and-chaos-pods).
 
 Which pods are chaos pods (every pod kind of DOMAIN.md, from examples/pods), which are helper pods,
 which scope a namespace binds them to (never the pod's own labels), and the opt-out label.

@@ -1,4 +1,5 @@
-"""Tests for the offline `chaos-registry` program: mutate, explain, validate (SPEC §7).
+"""Tests for the offline `chaos-registry` program: mutate, explain, validate
+(docs/contract.md#the-command-line-program).
 
 Most tests call webhook.cli.main.main in-process with StringIO streams; a few run
 `python -m webhook` as a subprocess to prove that bad input never ends in a traceback.

@@ -1,4 +1,5 @@
-"""Offline checks of the ChaosImageRegistry CustomResourceDefinition (SPEC section 3).
+"""Offline checks of the ChaosImageRegistry CustomResourceDefinition
+(docs/contract.md#the-chaosimageregistry-resource).
 
 The API server enforces the schema; these tests pin its shape (names, scope, printer columns, CEL
 rules with messages, CEL cost guards) and run the schema's own regular expressions through Python
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers import contract_example
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "charts" / "chaos-registry-webhook" / "crds" / "chaosimageregistries.chaosregistry.io.yaml"
@@ -38,37 +41,8 @@ CATALOG_COMPONENTS = [
     "eventTracker",
 ]
 
-# SPEC section 3's example.
-SPEC_EXAMPLE: dict[str, Any] = {
-    "apiVersion": "chaosregistry.io/v1alpha1",
-    "kind": "ChaosImageRegistry",
-    "metadata": {"name": "acme-payments"},
-    "spec": {
-        "scope": {
-            "account": "acme",
-            "organization": "retail",
-            "project": "payments",
-            "infrastructure": "prod-ddcr",
-        },
-        "registry": {
-            "server": "registry.acme.corp:5000/mirror",
-            "account": "harness",
-            "type": "Private",
-            "secretName": "acme-pull",
-            "secretNamespace": "chaos-system",
-        },
-        "allowOverrides": False,
-        "customImages": {
-            "enabled": True,
-            "images": {
-                "ddcr": "registry.acme.corp/chaos/chaos-ddcr:1.47.0",
-                "logWatcher": "registry.acme.corp/chaos/chaos-log-watcher:1.47.0",
-                "ddcrLib": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-                "ddcrFault": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-            },
-        },
-    },
-}
+# The example of docs/contract.md#the-chaosimageregistry-resource.
+CONTRACT_EXAMPLE = contract_example()
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -461,7 +435,7 @@ def test_secret_fields(schema: dict[str, Any], field: str, good: list[str], bad:
 
 
 # ---------------------------------------------------------------------------------------------
-# the SPEC example against the OpenAPI part of the schema (the API server checks the CEL part)
+# the example of docs/contract.md against the OpenAPI part of the schema (the API server checks the CEL part)
 
 
 def openapi_errors(node: dict[str, Any], value: Any, path: str = "") -> list[str]:
@@ -501,7 +475,7 @@ def openapi_errors(node: dict[str, Any], value: Any, path: str = "") -> list[str
 
 
 def test_spec_example_fits_the_schema(schema: dict[str, Any]) -> None:
-    assert openapi_errors(schema, SPEC_EXAMPLE) == []
+    assert openapi_errors(schema, CONTRACT_EXAMPLE) == []
 
 
 def test_checker_sees_bad_values(schema: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Golden tests of the `chaos-registry` program on the examples: the outputs users read (SPEC §7).
+"""Golden tests of the `chaos-registry` program on the examples: the outputs users read
+(docs/contract.md#the-command-line-program).
 
 For every pod in examples/pods: `mutate` (YAML) and `mutate --patch`; for every namespace in
 examples/config/namespaces.yaml: `explain --namespace`; and `validate` of examples/config. Each run's

@@ -1,4 +1,4 @@
-"""Property tests of the core (SPEC §4-§7) with Hypothesis: random pods against random configurations.
+"""Property tests of the core (docs/contract.md) with Hypothesis: random pods against random configurations.
 
 Pods get random container lists (init, regular, ephemeral), images from a pool that mixes catalog
 images, arbitrary valid references and garbage, random env, labels, annotations and pull secrets.

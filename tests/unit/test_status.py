@@ -1,5 +1,6 @@
 """Tests for webhook.core.status: the desired status of every ChaosImageRegistry and the pull-secret
-copies (SPEC sections 3 and 6), table by table. Pure: no cluster, a fixed clock.
+copies (docs/contract.md#the-chaosimageregistry-resource, #pull-secret-copies), table by table.
+Pure: no cluster, a fixed clock.
 """
 
 from __future__ import annotations

@@ -13,17 +13,17 @@ import errno
 import json
 import logging
 import os
+import socket
+import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
-
-import yaml
 
 from webhook.cli.pod import explain_pod
 from webhook.cli.registry import add_commands as add_registry_commands
 from webhook.cli.registry import add_source_arguments, load_source
 from webhook.core.classifier import opted_out, scope_from_labels
-from webhook.core.documents import MAX_INPUT_BYTES, quote
+from webhook.core.documents import MAX_INPUT_BYTES, dump_yaml, quote
 from webhook.core.jsonpatch import apply_patch
 from webhook.core.loader import ConfigError, LoadedConfig, load_config, load_documents
 from webhook.core.models import INJECT_LABEL, Scope
@@ -50,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
 def _dump(document: Any, output: str) -> str:
     if output == "json":
         return json.dumps(document, indent=2) + "\n"
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    return dump_yaml(document)
 
 
 def _warn(message: str, stream: TextIO) -> None:
@@ -344,22 +344,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_problems(args: argparse.Namespace) -> list[str]:
-    """Flag values that cannot work, found before anything starts."""
+def _serve_usage_problems(args: argparse.Namespace) -> list[str]:
+    """Flag values that cannot work (exit 2)."""
     problems = []
-    port = getattr(args, "port", None)
-    if isinstance(port, int) and not 0 < port < 65536:
-        problems.append(f"--port must be 1-65535, got {port}")
+    for flag in ("port", "health_port"):
+        port = getattr(args, flag, None)
+        if isinstance(port, int) and not 0 < port < 65536:
+            problems.append(f"--{flag.replace('_', '-')} must be 1-65535, got {port}")
+    return problems
+
+
+def _serve_environment_problems(args: argparse.Namespace) -> list[str]:
+    """What would stop `serve` a moment later, said before anything starts (exit 1): files that
+    cannot be read or are not PEM, ports already in use."""
+    problems = []
     for flag in ("tls_cert_file", "tls_key_file", "tls_ca_file", "kubeconfig"):
         path = getattr(args, flag, None)
         if path is None:
             continue
-        option = "--" + flag.replace("_", "-")
         try:
             with open(path, "rb") as stream:
                 stream.read(1)
         except OSError as error:
-            problems.append(f"{option} {path}: cannot read: {error.strerror or error}")
+            problems.append(f"--{flag.replace('_', '-')} {path}: cannot read: {error.strerror or error}")
+    cert, key = getattr(args, "tls_cert_file", None), getattr(args, "tls_key_file", None)
+    if not problems and cert and key:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (ssl.SSLError, ValueError) as error:
+            reason = " ".join(str(error).split())[:200]
+            problems.append(f"--tls-cert-file/--tls-key-file: not a PEM certificate and its key ({reason})")
+    for address_flag, port_flag in (("address", "port"), ("health_address", "health_port")):
+        address, port = getattr(args, address_flag, None), getattr(args, port_flag, None)
+        if not isinstance(address, str) or not isinstance(port, int):
+            continue
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((address, port))
+        except OSError as error:
+            problems.append(
+                f"--{port_flag.replace('_', '-')} {port}: cannot listen on {address}: "
+                f"{error.strerror or error}"
+            )
     return problems
 
 
@@ -390,11 +417,15 @@ def startup_failure(error: BaseException) -> str:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     options = options_from_args(args)
-    problems = validate_options(options) + _serve_problems(args)
-    if problems:
-        for problem in problems:
-            print(f"chaos-registry serve: error: {problem}", file=err)
-        return EXIT_USAGE
+    checks: tuple[tuple[Callable[[], list[str]], int], ...] = (
+        (lambda: validate_options(options) + _serve_usage_problems(args), EXIT_USAGE),
+        (lambda: _serve_environment_problems(args), EXIT_BAD_INPUT),
+    )
+    for check, code in checks:
+        if problems := check():
+            for problem in problems:
+                print(f"chaos-registry serve: error: {problem}", file=err)
+            return code
     from webhook.service.operator import run  # kopf is imported only when serving
 
     try:

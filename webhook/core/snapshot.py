@@ -12,11 +12,14 @@ from types import MappingProxyType
 from typing import Any
 
 from webhook.core.availability import unavailable_warning
-from webhook.core.classifier import PodClassifier, opted_out, scope_from_labels
+from webhook.core.classifier import PodClassifier, ScopeBinding, opted_out, scope_from_labels
 from webhook.core.documents import quote
-from webhook.core.models import DefaultsConfig, Scope
+from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope
 from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, mutate_pod
 from webhook.core.resolver import Effective, RegistryEntry, RegistryIndex
+
+# Bounded like the per-scope target caches (mutator.py): with more scopes in use it is refilled.
+_BINDING_CACHE_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,9 @@ class CompiledConfig:
         self.catalog = MappingProxyType({entry.repository: entry for entry in defaults.catalog})
         self.env_vars = MappingProxyType({var.name: var.helper for var in defaults.image_env_vars})
         self._rewriters: dict[Scope, Rewriter] = {}
+        # The scope binding per combination of scope label values: namespaces of one scope share it,
+        # and building it (warnings, a Scope) per request cost more than the lookup.
+        self._bindings: dict[tuple[str | None, ...], ScopeBinding] = {}
 
     def rewriter(self, scope: Scope) -> Rewriter:
         rewriter = self._rewriters.get(scope)
@@ -52,6 +58,15 @@ class CompiledConfig:
                 self.index.resolve(scope, self.defaults), self.catalog
             )
         return rewriter
+
+    def _binding(self, labels: Mapping[str, str]) -> ScopeBinding:
+        key = tuple([labels.get(label) for label in SCOPE_LABELS])
+        binding = self._bindings.get(key)
+        if binding is None:
+            if len(self._bindings) >= _BINDING_CACHE_LIMIT:
+                self._bindings.clear()
+            binding = self._bindings[key] = scope_from_labels(labels, self.defaults.default_account)
+        return binding
 
     def effective(self, scope: Scope) -> Effective:
         return self.rewriter(scope).effective
@@ -75,7 +90,7 @@ class CompiledConfig:
         rule = self.classifier.matching_rule(pod)
         if rule is None:
             return Mutation(chaos=False, reason="not a chaos pod")
-        binding = scope_from_labels(namespace_labels, self.defaults.default_account)
+        binding = self._binding(namespace_labels)
         if binding.warning:
             warnings.append(binding.warning)
         rewriter = self.rewriter(binding.scope)

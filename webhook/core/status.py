@@ -1,5 +1,6 @@
 """What the write side should make true: the status of every ChaosImageRegistry and the pull-secret
-copies (SPEC sections 3 and 6). Pure: no kopf, no kubernetes client, no clock (callers pass `now`).
+copies (docs/contract.md#the-chaosimageregistry-resource, #pull-secret-copies). Pure: no kopf, no
+kubernetes client, no clock (callers pass `now`).
 
 The service's writer compares these desired states with what the API holds and writes the
 difference; keeping the decisions here makes them table-testable without a cluster.
@@ -349,7 +350,7 @@ def desired_copies(
     bound_only: bool = True,
     excluded: Collection[str] = (),
 ) -> CopyPlan:
-    """Which namespaces need a copy of which pull secret (SPEC section 6, last paragraph).
+    """Which namespaces need a copy of which pull secret (docs/contract.md#pull-secret-copies).
 
     A namespace gets a copy when the webhook could inject into it (not opted out, not in `excluded`,
     and with an account label when `bound_only`, mirroring the webhook's namespaceSelector), its

@@ -1,4 +1,5 @@
-"""Status written by the webhook's write side behind the real apiserver (SPEC section 3).
+"""Status written by the webhook's write side behind the real apiserver
+(docs/contract.md#the-chaosimageregistry-resource).
 
 The session `webhook` replica holds the Lease and resyncs every 2 s; each test uses its own
 account, so its registries resolve only among themselves.

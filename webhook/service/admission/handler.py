@@ -65,7 +65,7 @@ class AdmissionHandler:
         metrics.record_request(decision.outcome, time.perf_counter() - started)
         if decision.mutation is not None:
             for rewrite in decision.mutation.rewrites:
-                metrics.REWRITES.labels(component=rewrite.component or "other").inc()
+                metrics.record_rewrite(rewrite.component)
         return decision
 
     async def handle(self, body: bytes) -> tuple[int, bytes]:

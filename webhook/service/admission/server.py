@@ -1,21 +1,34 @@
 """The HTTPS admission endpoint: a kopf webhook server over our reloadable SSLContext.
 
-kopf hosts it (`settings.admission.server`) and hands it kopf's admission function. Requests to
-our handler's path are answered by `AdmissionHandler.handle` (the "direct" engine); with the
-"kopf" engine, and for any other path, they go through kopf's machinery (kopf_engine.py).
+kopf hosts it (`settings.admission.server`) and hands it kopf's admission function. With the
+"direct" engine, our handler's path is served by a lean HTTP/1.1 protocol (http11.py) and answered
+by `AdmissionHandler.handle`; any other path is answered allowed and unchanged, as kopf answers a
+path of no handler. With the "kopf" engine, requests go through aiohttp and kopf's machinery
+(kopf_engine.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp.web
+import orjson
 
+from webhook.service import metrics
+from webhook.service.admission import http11
+from webhook.service.admission.decision import BAD_REQUEST
 from webhook.service.admission.handler import AdmissionHandler
 from webhook.service.admission.kopf_engine import serve_through_kopf
+from webhook.service.admission.review import (
+    ADMISSION_API_VERSION,
+    AdmissionRequestError,
+    encode_error,
+    parse_review,
+)
 from webhook.service.tls.certificates import ServingContext
 from webhook.service.tls.webhook_configuration import HANDLER_ID
 
@@ -46,6 +59,10 @@ class AdmissionServer:
         self.started = asyncio.Event()
 
     async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
+        if self.engine == "direct":
+            async for endpoint in self._serve_direct():
+                yield endpoint
+            return
         kopf_fn = fn
 
         async def serve(request: aiohttp.web.Request) -> aiohttp.web.Response:
@@ -76,3 +93,44 @@ class AdmissionServer:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
+
+    async def _serve_direct(self) -> AsyncIterator[dict[str, Any]]:
+        """Our handler's path on the lean HTTP/1.1 protocol: aiohttp's request and response objects,
+        router and stream writer cost more CPU per admission than the decision (bench/RESULTS.md)."""
+        server = await http11.start_server(
+            self.handler.handle,
+            f"/{HANDLER_ID}",
+            other_paths=_no_handler,
+            host=self.address,
+            port=self.port,
+            ssl=self.serving.context,
+            max_body=MAX_REQUEST_BYTES,
+        )
+        try:
+            logger.info(
+                "admission server listening on https://%s:%s/%s (engine direct)",
+                self.address,
+                self.port,
+                HANDLER_ID,
+            )
+            self.started.set()
+            yield {"url": self.url}
+            await asyncio.Event().wait()
+        finally:
+            server.close()
+            # Newer Pythons wait here for open keep-alive connections: do not hang a shutdown on them.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+
+async def _no_handler(body: bytes) -> tuple[int, bytes]:
+    """A path of no handler: allowed and unchanged, as kopf answers it; a malformed review is a 400."""
+    try:
+        request = parse_review(body)
+    except AdmissionRequestError as error:
+        metrics.REQUESTS.labels(outcome=BAD_REQUEST).inc()
+        return 400, encode_error(str(error))
+    response = {"uid": request.uid, "allowed": True}
+    return 200, orjson.dumps(
+        {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+    )
