@@ -207,6 +207,9 @@ def outcome(cluster: NodeCluster, namespace: str, name: str) -> str | None:
     if reasons:
         return reasons[0]
     phase: str = pod.get("status", {}).get("phase", "")
+    inits = pod.get("status", {}).get("initContainerStatuses") or []
+    if phase == "Pending" and any("running" in s.get("state", {}) for s in inits):
+        return "Init:Running"  # pulled and started; the stand-in init container idles
     if phase in FINAL_PHASES and all(
         "running" in s.get("state", {}) or "terminated" in s.get("state", {})
         for s in pod["status"].get("containerStatuses") or [{}]
@@ -333,7 +336,8 @@ def run_on_node(workdir: Path, cluster: NodeCluster) -> None:
         step(
             f"the registry served {len(pulls)} manifest pulls, all as user {user!r} (the copied pull secret)"
         )
-        print("         hce-helper pins a digest the demo registry does not hold; not-chaos is no chaos pod.")
+        print("         hce-helper pins a digest the demo registry does not hold; not-chaos is no chaos pod;")
+        print("         argo-step's init container is the idle test image (no Argo controller in the demo).")
         step("ChaosImageRegistry status (written by the Lease holder) and pull-secret copies")
         show_status(plane)
         print()
