@@ -27,7 +27,7 @@ from webhook.service.admission.kopf_engine import register_mutation
 from webhook.service.admission.server import AdmissionServer
 from webhook.service.health import HealthServer
 from webhook.service.kube import client as kube_client
-from webhook.service.kube.errors import status_of
+from webhook.service.kube.errors import describe, status_of
 from webhook.service.kube.lease import LeaseElector
 from webhook.service.kube.session import ApiSession
 from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, Watcher
@@ -198,9 +198,8 @@ class Runtime:
                 raise
             except client.ApiException as error:
                 logger.error(
-                    "start-up: API request failed (%s %s); retrying in %ss",
-                    error.status,
-                    error.reason,
+                    "start-up: API request failed (%s); retrying in %ss",
+                    describe(error),
                     STARTUP_RETRY_SECONDS,
                 )
             except OSError as error:

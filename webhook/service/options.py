@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from webhook.core.models import DEFAULTS_CONFIGMAP
+
 DEFAULT_NAMESPACE = "chaos-system"
 
 
@@ -142,7 +144,7 @@ class ServeOptions:
         group=HOOK,
         action="store_true",
     )
-    defaults_configmap: str = _option("chaos-registry-defaults", "the defaults ConfigMap", group=WRITE)
+    defaults_configmap: str = _option(DEFAULTS_CONFIGMAP, "the defaults ConfigMap", group=WRITE)
     secret_source_namespaces: tuple[str, ...] = _option(
         (),
         "another namespace whose Secrets may be copied (repeatable)",

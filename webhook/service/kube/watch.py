@@ -26,6 +26,7 @@ import aiohttp
 import orjson
 
 from webhook.core.models import API_VERSION, PLURAL
+from webhook.service.kube.errors import describe_response, one_line, status_text
 from webhook.service.kube.session import CONNECT_SECONDS, LIST_TIMEOUT_SECONDS, ApiSession
 
 logger = logging.getLogger("webhook.watch")
@@ -111,7 +112,7 @@ class Watcher:
                 self.resource_version = None
             except Exception as error:  # a body we did not foresee: never end the watch for it
                 logger.exception("%s list-and-watch failed unexpectedly; listing again", self.resource.kind)
-                self.last_error = _one_line(error)
+                self.last_error = one_line(error)
                 self.resource_version = None
             else:
                 if loop.time() - began >= MIN_WATCH_SECONDS:
@@ -122,7 +123,7 @@ class Watcher:
             pause = min(pause * 2, RETRY_SECONDS[1])
 
     def _failed(self, error: BaseException) -> None:
-        self.last_error = _one_line(error)
+        self.last_error = one_line(error)
         logger.warning(
             "%s %s of %s failed: %s; retrying",
             self.resource.kind,
@@ -175,7 +176,7 @@ class Watcher:
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
-                raise WatchError(_status_message(response.status, data))
+                raise WatchError(describe_response(response.status, data))
         page = orjson.loads(data)
         if not isinstance(page, dict):
             raise WatchError("the list response is not a JSON object")
@@ -196,7 +197,7 @@ class Watcher:
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
-                raise WatchError(_status_message(response.status, await response.read()))
+                raise WatchError(describe_response(response.status, await response.read()))
             async for line in _lines(response.content):
                 self.apply_event(orjson.loads(line))
 
@@ -215,7 +216,7 @@ class Watcher:
         if kind == "ERROR":
             if body.get("code") == 410:
                 raise Expired()
-            raise WatchError(_status_text(body))
+            raise WatchError(status_text(body))
         name = _name_of(body) if kind != "BOOKMARK" else None
         if name is not None and kind == "DELETED":
             self._names.discard(name)
@@ -246,24 +247,3 @@ def _name_of(body: Any) -> str | None:
     metadata = body.get("metadata") if isinstance(body, dict) else None
     name = metadata.get("name") if isinstance(metadata, dict) else None
     return name if isinstance(name, str) and name else None
-
-
-def _status_message(status: int, data: bytes) -> str:
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return f"HTTP {status}: {_status_text(body)}"
-    text = _one_line(data[:200].decode(errors="replace"))
-    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
-
-
-def _status_text(body: Mapping[str, Any]) -> str:
-    return _one_line(str(body.get("message") or body.get("reason") or "unknown error"))
-
-
-def _one_line(error: BaseException | str) -> str:
-    if isinstance(error, BaseException):
-        error = str(error) or type(error).__name__
-    return " ".join(error.split())
