@@ -238,6 +238,14 @@ def test_cluster_commands_read_the_live_configuration(
     )
     cluster = ("--cluster", "--kubeconfig", str(plane.kubeconfig))
 
+    code, out, err = _cli("explain", *cluster, "--namespace", "acme-chaos")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:3] == [
+        "scope: acme (Account)",
+        "registry:",
+        f"  server:          {host}  from ChaosImageRegistry/acme",
+    ], "the namespace's labels and the registry, read from the cluster"
+
     code, out, err = _cli("images", *cluster, "--scope", "acme", "-o", "list")
     assert (code, err) == (0, "")
     assert out.splitlines() == [

@@ -5,8 +5,10 @@ warning read from the snapshot (no I/O on that path)."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -200,3 +202,47 @@ def test_admission_warns_about_a_rewritten_image_the_snapshot_knows_unavailable(
         "(missing: 404): the pod may not pull it",
     )
     assert Snapshot(config, labels).admit(pod, "ns").warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"kind": "Secret", "metadata": ["x"]}, "document 1: metadata: must be a mapping"),
+        (
+            {"kind": "Secret", "metadata": {"name": "s"}, "stringData": "x"},
+            "document 1: stringData: must be a mapping",
+        ),
+        (
+            {"kind": "Secret", "metadata": {"name": 5}},
+            "document 1: metadata.name and metadata.namespace must be strings",
+        ),
+        (
+            {"kind": "ConfigMap", "metadata": {"name": "s"}},
+            "document 1: --secrets reads Secret documents only",
+        ),
+    ],
+)
+def test_hostile_secret_files_get_one_line_naming_the_document(
+    tmp_path: Path, document: dict[str, object], problem: str
+) -> None:
+    from webhook.cli.main import main
+
+    path = tmp_path / "secrets.yaml"
+    path.write_text(json.dumps(document))
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["check", "-c", "examples/config", "--secrets", str(path), "--scope", "acme"], out, err)
+    assert (code, out.getvalue()) == (1, "")
+    assert err.getvalue() == f"error: {path}: {problem}\n"
+
+
+def test_a_secret_that_is_not_base64_or_not_json_is_named_without_its_content() -> None:
+    ref = SecretRef("ns", "s")
+    assert (
+        secret_credentials(ref, {".dockerconfigjson": "%%%s3cret"})
+        == "Secret ns/s: .dockerconfigjson is not base64"
+    )
+    assert secret_credentials(ref, {".dockerconfigjson": 7}) == "Secret ns/s has no .dockerconfigjson key"
+    encoded = base64.b64encode(b'{"auths": {"h": "s3cret"}}').decode()
+    assert secret_credentials(ref, {".dockerconfigjson": encoded}) == (
+        "Secret ns/s: .dockerconfigjson auths['h'] is not an object"
+    )

@@ -247,12 +247,20 @@ def file_secrets(paths: Sequence[str]) -> dict[SecretRef, SecretCredentials]:
                 problems.append(f"{where}: --secrets reads Secret documents only")
                 continue
             metadata = document.get("metadata") or {}
-            name, namespace = metadata.get("name"), metadata.get("namespace") or DEFAULT_NAMESPACE
-            if not isinstance(name, str) or not name:
-                problems.append(f"{where}: metadata.name: missing")
+            data, string_data = document.get("data") or {}, document.get("stringData") or {}
+            bad = [
+                key
+                for key, value in (("metadata", metadata), ("data", data), ("stringData", string_data))
+                if not isinstance(value, dict)
+            ]
+            if bad:
+                problems.append(f"{where}: {bad[0]}: must be a mapping")
                 continue
-            data = dict(document.get("data") or {})
-            string_data = document.get("stringData") or {}
+            name, namespace = metadata.get("name"), metadata.get("namespace") or DEFAULT_NAMESPACE
+            if not isinstance(name, str) or not name or not isinstance(namespace, str):
+                problems.append(f"{where}: metadata.name and metadata.namespace must be strings")
+                continue
+            data = dict(data)
             if isinstance(string_data.get(DOCKERCONFIG_KEY), str):
                 data[DOCKERCONFIG_KEY] = base64.b64encode(string_data[DOCKERCONFIG_KEY].encode()).decode()
             ref = SecretRef(namespace, name)

@@ -83,11 +83,15 @@ DOCKERCONFIG_KEY = ".dockerconfigjson"
 def secret_credentials(ref: SecretRef, data: Mapping[str, Any]) -> SecretCredentials:
     """Credentials of a dockerconfigjson Secret's base64 `data`, or why it has none usable."""
     encoded = data.get(DOCKERCONFIG_KEY)
-    if not encoded:
+    if not encoded or not isinstance(encoded, str):
         return f"Secret {ref} has no {DOCKERCONFIG_KEY} key"
     try:
-        return credentials_from_dockerconfig(base64.b64decode(encoded))
-    except (DockerConfigError, ValueError) as error:
+        decoded = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return f"Secret {ref}: {DOCKERCONFIG_KEY} is not base64"
+    try:
+        return credentials_from_dockerconfig(decoded)
+    except DockerConfigError as error:
         return f"Secret {ref}: {DOCKERCONFIG_KEY} {error}"
 
 
