@@ -85,6 +85,7 @@ def test_unchanged_and_unreachable_answers_are_asked_again_until_rewritten() -> 
         api_error(
             500, 'Internal error occurred: failed calling webhook "pods.chaosregistry.io": connection refused'
         ),
+        api_error(403, 'pods "p" is forbidden: error looking up service account ns/default: not found'),
         admitted(CHECK_IMAGE),
         admitted(REWRITTEN, {CHECK_CONTAINER: CHECK_IMAGE}),
     ]
@@ -99,11 +100,11 @@ def test_unchanged_and_unreachable_answers_are_asked_again_until_rewritten() -> 
 
     clock = Clock()
     result = run_check(create, "ns", REGISTRY, timeout=60, clock=clock, sleep=clock.sleep)
-    assert (result.image, result.attempts, result.seconds) == (REWRITTEN, 3, 2.0)
+    assert (result.image, result.attempts, result.seconds) == (REWRITTEN, 4, 3.0)
     assert all(pod["metadata"]["namespace"] == "ns" for pod in sent)
     assert result.summary("ns") == (
         f"ok: a chaos pod in namespace ns was admitted as {REWRITTEN} (from {CHECK_IMAGE}) "
-        "after 3 attempt(s), 2.0 s"
+        "after 4 attempt(s), 3.0 s"
     )
 
 

@@ -134,7 +134,10 @@ def run_check(
             problem = problem_with(create(check_pod(namespace)), registry)
         except ApiException as error:
             problem = _api_error_message(error)
-            if error.status not in _RETRYABLE_STATUSES:
+            # A namespace just created has no `default` ServiceAccount until the controller manager
+            # makes it, and ServiceAccount admission refuses pods until then.
+            waiting_for_account = error.status == 403 and "error looking up service account" in problem
+            if error.status not in _RETRYABLE_STATUSES and not waiting_for_account:
                 raise CheckFailed(f"the API server refused the chaos pod: {problem}") from None
         except (HTTPError, OSError) as error:
             problem = " ".join(f"cannot reach the API server: {error}".split())
