@@ -12,19 +12,20 @@ MANIFESTS := manifests/chaos-registry-webhook.yaml
 # `helm test` objects: `kubectl apply` would make them ordinary, permanent objects.
 RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds --skip-tests
 
-.PHONY: help venv test unit e2e lint controlplane cluster-up cluster-down bench manifests check-manifests demo image image-local reliability clean
+.PHONY: help venv test unit e2e node-test node-deps node-binaries lint controlplane cluster-up cluster-down bench manifests check-manifests demo image image-local reliability clean
 
 help:
 	@echo "make demo         local control plane + webhook + examples: before/after image table"
 	@echo "make test         unit and end-to-end tests (what CI runs)"
 	@echo "make unit         unit and golden tests only (no cluster)"
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
+	@echo "make node-test    the real-node tier alone: kubelet, containerd, local registry (root)"
 	@echo "make lint         ruff, mypy, hadolint, helm lint"
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
 	@echo "make image-local  the same image without a container engine (buildah, as root): an OCI archive"
-	@echo "make cluster-up   start a local control plane for people; make cluster-down stops it"
+	@echo "make cluster-up   start a local control plane for people (NODE=1: with a real node); make cluster-down stops it"
 	@echo "make reliability  full reliability and security run (RELIABILITY.md): prints its figures"
 
 $(STAMP): pyproject.toml
@@ -38,14 +39,24 @@ venv: $(STAMP)
 controlplane:
 	@bash controlplane/build.sh
 
+# The real-node tier (tests/node): Debian packages (root, apt) and kubelet, scheduler, controller manager.
+node-deps:
+	@bash controlplane/install-node-deps.sh
+
+node-binaries: node-deps
+	@bash controlplane/build.sh node >/dev/null
+
 unit: $(STAMP)
-	$(PY) -m pytest -m "not e2e" -q
+	$(PY) -m pytest -m "not e2e and not node" -q
 
 e2e: $(STAMP) controlplane
 	$(PY) -m pytest -m e2e -q
 
-test: $(STAMP) controlplane
+test: $(STAMP) controlplane node-binaries
 	$(PY) -m pytest -q
+
+node-test: $(STAMP) controlplane node-binaries
+	$(PY) -m pytest -m node -q
 
 lint: $(STAMP) controlplane
 	$(VENV)/bin/ruff check webhook controlplane tests bench hack
@@ -89,8 +100,9 @@ reliability: $(STAMP) controlplane
 bench: $(STAMP) controlplane
 	$(PY) -m bench.service_bench
 
-cluster-up: $(STAMP) controlplane
-	$(PY) -m controlplane up
+# NODE=1: with one real node (kubelet, containerd, scheduler, controller manager) and a local registry.
+cluster-up: $(STAMP) controlplane $(if $(NODE),node-binaries)
+	$(PY) -m controlplane up $(if $(NODE),--node)
 
 cluster-down: $(STAMP)
 	$(PY) -m controlplane down

@@ -4,6 +4,11 @@
 `.cache/controlplane/cluster/`, prints the kubeconfig and exits; running it again while the cluster
 is up only prints the same. `down` stops the processes and removes the state. Tests do not use
 this: they start their own throwaway `ControlPlane`.
+
+`up --node` (`make cluster-up NODE=1`) starts the cluster with one real node instead
+(`controlplane.node.NodeCluster`: kubelet, containerd, scheduler, controller manager and a local
+registry seeded with the test images; root only, one per machine, state under NODE_ROOT); `down`
+stops whichever is up.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from controlplane.cluster import (
     ensure_binaries,
     processes_under,
 )
+from controlplane.node import NODE_ROOT, NodeCluster
 
 
 @contextlib.contextmanager
@@ -76,7 +82,34 @@ def up(state_dir: Path, port: int | None) -> int:
         return 0
 
 
+def _describe_node(cluster: NodeCluster, headline: str) -> None:
+    _describe(cluster.control_plane, headline)
+    registry = cluster.registry
+    user, password = registry.credentials()
+    print(f"node {cluster.node_name} runs pods; registry https://{registry.host} (CA {registry.ca_file})")
+    print(f"  user {user}, password {password}; images like {cluster.image('go-runner:3.11.0')}")
+    print(f"  pod logs: {cluster.pod_logs_dir}; node logs: {cluster.logs_dir}")
+
+
+def up_node() -> int:
+    existing = NodeCluster.attach(NODE_ROOT)
+    if existing is not None:
+        if existing.ready():
+            _describe_node(existing, "node cluster already up")
+            return 0
+        print("found a stopped or broken node cluster: cleaning it up and starting afresh", file=sys.stderr)
+        existing.stop()
+    cluster = NodeCluster(detached=True).start()
+    _describe_node(cluster, f"node cluster up in {cluster.startup_seconds:.1f}s")
+    print("stop it with: make cluster-down (or python -m controlplane down)")
+    return 0
+
+
 def down(state_dir: Path) -> int:
+    node = NodeCluster.attach(NODE_ROOT)
+    if node is not None:
+        node.stop()
+        print("node cluster stopped and its state removed")
     with _exclusive(state_dir):
         plane = ControlPlane.attach(state_dir)
         if plane is None:
@@ -89,6 +122,13 @@ def down(state_dir: Path) -> int:
 
 
 def status(state_dir: Path) -> int:
+    node = NodeCluster.attach(NODE_ROOT)
+    if node is not None:
+        if not node.ready():
+            print("node cluster found but not ready: run `make cluster-down` then `make cluster-up NODE=1`")
+            return 1
+        _describe_node(node, "node cluster up")
+        return 0
     plane = ControlPlane.attach(state_dir)
     if plane is None:
         print("control plane not running (start it with: make cluster-up)")
@@ -111,13 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="start the control plane in the background (idempotent)")
     up_parser.add_argument("--port", type=int, default=None, help="apiserver port (default: a free one)")
+    up_parser.add_argument(
+        "--node", action="store_true", help="with one real node and a local registry (root; one per machine)"
+    )
     commands.add_parser("down", help="stop the control plane and remove its state")
     commands.add_parser("status", help="say whether the control plane is up")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     try:
         if args.command == "up":
-            return up(state_dir, args.port)
+            return up_node() if args.node else up(state_dir, args.port)
         if args.command == "down":
             return down(state_dir)
         return status(state_dir)

@@ -2,11 +2,28 @@
 # Builds the pinned control-plane binaries (kube-apiserver, kubectl, etcd, helm) from the Go module
 # proxy into a git-ignored cache keyed by version. Skips whatever is already built, so a warm run
 # costs seconds. Prints the bin folder on the last line of stdout.
+#
+#   bash controlplane/build.sh          kube-apiserver, kubectl, etcd, helm
+#   bash controlplane/build.sh node     ... plus kubelet, kube-scheduler, kube-controller-manager
+#   bash controlplane/build.sh argo     ... plus Argo's workflow-controller and argoexec in
+#                                       <bin folder>/argo-$ARGO_VERSION/ (minutes more, once)
 set -euo pipefail
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.5}"        # the etcd that Kubernetes ${KUBERNETES_VERSION} pins
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+ARGO_VERSION="${ARGO_VERSION:-v3.7.2}"
+
+WANT_NODE=0
+WANT_ARGO=0
+for component in "$@"; do
+  case "$component" in
+    node) WANT_NODE=1 ;;
+    argo) WANT_ARGO=1 ;;
+    *) echo "controlplane build: unknown component '$component' (known: node, argo)" >&2; exit 2 ;;
+  esac
+done
+NODE_BINARIES=(kubelet kube-scheduler kube-controller-manager)
 
 # Outside the checkout, so every clone on this machine (CI clones afresh) reuses one build.
 CACHE="${CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chaos-registry-webhook/controlplane}"
@@ -19,6 +36,13 @@ log() { echo "controlplane build: $*" >&2; }
 all_built() {
   local b
   for b in kube-apiserver kubectl etcd helm; do [[ -x "$BIN/$b" ]] || return 1; done
+  if [[ $WANT_NODE == 1 ]]; then
+    for b in "${NODE_BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
+  fi
+  if [[ $WANT_ARGO == 1 ]]; then
+    for b in workflow-controller argoexec; do [[ -x "$BIN/argo-$ARGO_VERSION/$b" ]] || return 1; done
+  fi
+  return 0
 }
 if all_built; then
   echo "$BIN"
@@ -123,7 +147,73 @@ build_helm() {
   GOBIN="$BIN" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || fail "go install of helm failed (see above)"
 }
 
+# The node's binaries come from a second wrapper module next to the apiserver's: it starts from
+# the apiserver's resolved go.mod/go.sum (same versions, warm Go cache) and adds three commands.
+build_node() {
+  local missing=() cmd
+  for cmd in "${NODE_BINARIES[@]}"; do [[ -x "$BIN/$cmd" ]] || missing+=("$cmd"); done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  local work="$CACHE/work/kubernetes-node-$KUBERNETES_VERSION"
+  mkdir -p "$work"
+  (
+    cd "$work"
+    if [[ ! -f tools.go ]]; then
+      cp "$CACHE/work/kubernetes-$KUBERNETES_VERSION/go.mod" "$CACHE/work/kubernetes-$KUBERNETES_VERSION/go.sum" .
+      {
+        printf '//go:build tools\n\npackage tools\n\nimport (\n'
+        for cmd in "${NODE_BINARIES[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done
+        printf ')\n'
+      } > tools.go.tmp
+      mv tools.go.tmp tools.go
+      go mod tidy >/dev/null 2>&1 || { rm -f tools.go; fail "cannot resolve the modules of the Kubernetes $KUBERNETES_VERSION node binaries"; }
+    fi
+    local pkg=k8s.io/component-base/version
+    local ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    for cmd in "${missing[@]}"; do
+      log "building $cmd $KUBERNETES_VERSION (minutes on 2 cores, once)"
+      go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" || fail "go build of $cmd failed (see above)"
+      mv "$BIN/$cmd.tmp" "$BIN/$cmd"
+    done
+  )
+}
+
+# Argo Workflows' controller and executor, as LitmusChaos runs them (about 6 minutes cold).
+build_argo() {
+  local out="$BIN/argo-$ARGO_VERSION"
+  [[ -x "$out/workflow-controller" && -x "$out/argoexec" ]] && return 0
+  local work="$CACHE/work/argo-$ARGO_VERSION" module=github.com/argoproj/argo-workflows/v3
+  mkdir -p "$work" "$out"
+  (
+    cd "$work"
+    if [[ ! -f tools.go ]]; then
+      # The replace is Argo's own go.mod's (replace directives of a dependency are not inherited).
+      cat > go.mod <<MOD
+module local/argo-build
+
+go 1.25.0
+
+require $module $ARGO_VERSION
+
+replace github.com/olekukonko/tablewriter => github.com/olekukonko/tablewriter v0.0.5
+MOD
+      printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "%s/cmd/workflow-controller"\n\t_ "%s/cmd/argoexec"\n)\n' "$module" "$module" > tools.go.tmp
+      mv tools.go.tmp tools.go
+      go mod tidy >/dev/null 2>&1 || { rm -f tools.go; fail "cannot resolve $module@$ARGO_VERSION from the Go module proxy"; }
+    fi
+    local cmd
+    for cmd in workflow-controller argoexec; do
+      [[ -x "$out/$cmd" ]] && continue
+      log "building Argo $cmd $ARGO_VERSION (minutes on 2 cores, once)"
+      go build -trimpath -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION" \
+        -o "$out/$cmd.tmp" "$module/cmd/$cmd" || fail "go build of Argo $cmd failed (see above)"
+      mv "$out/$cmd.tmp" "$out/$cmd"
+    done
+  )
+}
+
 build_etcd
 build_helm
 build_kubernetes
+[[ $WANT_NODE == 1 ]] && build_node
+[[ $WANT_ARGO == 1 ]] && build_argo
 echo "$BIN"

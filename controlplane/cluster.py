@@ -82,12 +82,14 @@ class KubectlError(ControlPlaneError):
         super().__init__(f"kubectl {command} exited with code {result.returncode}: {result.stderr.strip()}")
 
 
-def ensure_binaries(*, cache_dir: Path | None = None, quiet: bool = False) -> Path:
+def ensure_binaries(
+    *, cache_dir: Path | None = None, quiet: bool = False, components: Sequence[str] = ()
+) -> Path:
     """Build (or reuse) the pinned binaries with build.sh and return their folder.
 
     The build's progress goes to stderr line by line as it happens: a cold build takes minutes
     and silence would look like a hang. A warm cache returns in well under a second and needs no
-    Go toolchain.
+    Go toolchain. `components` are build.sh's optional extras (`node`, `argo`).
     """
     bash = shutil.which("bash")
     if bash is None:
@@ -97,7 +99,7 @@ def ensure_binaries(*, cache_dir: Path | None = None, quiet: bool = False) -> Pa
         env["CONTROLPLANE_CACHE"] = str(cache_dir)
     tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
     with subprocess.Popen(
-        [bash, str(BUILD_SCRIPT)],
+        [bash, str(BUILD_SCRIPT), *components],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -296,8 +298,15 @@ class ControlPlane:
         detached: bool = False,
         startup_timeout: float = 60.0,
         extra_apiserver_args: Sequence[str] = (),
+        service_accounts: bool = False,
+        extra_sans: Sequence[str] = (),
     ) -> None:
         self._bin_dir = bin_dir
+        # With a controller manager (the real-node tier) pods get ServiceAccount tokens; without
+        # one, ServiceAccount admission would reject every pod (no `default` ServiceAccount).
+        self.service_accounts = service_accounts
+        # More names and IPs for the apiserver's serving certificate (e.g. a ClusterIP pods dial).
+        self.extra_sans = tuple(extra_sans)
         self._requested_root = root_dir
         self._requested_port = port
         self.detached = detached
@@ -472,7 +481,14 @@ class ControlPlane:
         serving_ca.write(self.ca_file)
         serving_ca.issue_server(
             "kube-apiserver",
-            [_HOST, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+            [
+                _HOST,
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                *self.extra_sans,
+            ],
         ).write(pki / "apiserver.crt", pki / "apiserver.key")
         client_ca = CertificateAuthority.generate("controlplane-client-ca")
         client_ca.write(self.client_ca_file)
@@ -559,7 +575,7 @@ class ControlPlane:
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
             # ServiceAccount admission rejects pods until a controller has created the
             # namespace's `default` ServiceAccount, and no controller runs here.
-            "--disable-admission-plugins=ServiceAccount",
+            *([] if self.service_accounts else ["--disable-admission-plugins=ServiceAccount"]),
             # Chaos helper pods are often privileged; without this the apiserver rejects them.
             "--allow-privileged=true",
             "--profiling=false",

@@ -12,10 +12,16 @@
 6. prints, read back from the apiserver, every container's original and admitted image and the
    pod's pull secrets, then the registries' status and the pull-secret copies;
 7. stops everything and removes every temporary file.
+
+With the real-node tier (root, `controlplane.node`; `DEMO_NODE=0` turns it off), the cluster has
+one node and a local registry, the example registries point at that registry, and the table gains
+what the kubelet made of each pod: its phase before the webhook (the original images cannot be
+pulled here) and after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,6 +41,7 @@ if str(REPO) not in sys.path:  # `python hack/demo.py` puts hack/, not the repos
     sys.path.insert(0, str(REPO))
 
 from controlplane import ControlPlane, ControlPlaneError, ensure_binaries  # noqa: E402
+from controlplane.node import NodeCluster, NodeError, waiting_reasons  # noqa: E402
 from controlplane.webhook import WebhookProcess, WebhookProcessError  # noqa: E402
 
 CHART = REPO / "charts" / "chaos-registry-webhook"
@@ -70,6 +77,8 @@ class Row:
     original: str
     admitted: str
     pull_secrets: str
+    before: str = ""
+    after: str = ""
 
 
 def install_chart(plane: ControlPlane) -> None:
@@ -137,23 +146,31 @@ def rows_for(label: str, example: dict[str, Any], stored: dict[str, Any]) -> lis
     return rows
 
 
-def print_table(rows: list[Row]) -> None:
-    header = Row("POD (examples/pods)", "CONTAINER", "ORIGINAL IMAGE", "ADMITTED IMAGE", "PULL SECRETS")
-    fields = ("pod", "container", "original", "admitted", "pull_secrets")
+def print_table(rows: list[Row], *, phases: bool = False) -> None:
+    header = Row(
+        "POD (examples/pods)", "CONTAINER", "ORIGINAL IMAGE", "ADMITTED IMAGE", "PULL SECRETS",
+        "ON THE NODE BEFORE", "AFTER",
+    )  # fmt: skip
+    fields: tuple[str, ...] = ("pod", "container", "original", "admitted", "pull_secrets")
+    if phases:
+        fields = ("pod", "container", "original", "before", "admitted", "after", "pull_secrets")
     widths = {f: max(len(getattr(r, f)) for r in [header, *rows]) for f in fields}
     previous = None
     for index, row in enumerate([header, *rows]):
         values = [getattr(row, f) for f in fields]
         if index > 0:
             if row.admitted == row.original:
-                values[3] = "(unchanged)"
-            if row.pod == previous:  # the pod and its pull secrets once per pod
-                values[0] = values[4] = ""
+                values[fields.index("admitted")] = "(unchanged)"
+            if row.pod == previous:  # the pod, its phases and its pull secrets once per pod
+                for field in ("pod", "pull_secrets", "before", "after"):
+                    if field in fields:
+                        values[fields.index(field)] = ""
             previous = row.pod
         print("  ".join(v.ljust(widths[f]) for v, f in zip(values, fields, strict=True)).rstrip())
 
 
-def create_example_pods(plane: ControlPlane) -> list[Row]:
+def create_example_pods(plane: ControlPlane, created: dict[str, tuple[str, str]] | None = None) -> list[Row]:
+    """Create every example pod; `created` collects example name -> (namespace, pod name)."""
     rows: list[Row] = []
     for path in sorted((EXAMPLES / "pods").glob("*.yaml")):
         example = yaml.safe_load(path.read_text())
@@ -164,7 +181,155 @@ def create_example_pods(plane: ControlPlane) -> list[Row]:
         for warning in result.stderr.strip().splitlines():
             print(f"         {warning}")
         rows.extend(rows_for(path.stem, example, stored))
+        if created is not None:
+            created[path.stem] = (stored["metadata"]["namespace"], stored["metadata"]["name"])
     return rows
+
+
+# -- the real-node variant ------------------------------------------------------------------------
+
+FINAL_PHASES = {"Running", "Succeeded", "Failed"}
+PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+
+
+def node_wanted() -> bool:
+    return os.environ.get("DEMO_NODE", "1") != "0" and os.geteuid() == 0
+
+
+def outcome(cluster: NodeCluster, namespace: str, name: str) -> str | None:
+    """The pod's phase once the kubelet has decided (None while it is still deciding)."""
+    result = cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    pod = json.loads(result.stdout)
+    reasons = [r for r in waiting_reasons(pod) if r in PULL_FAILURES]
+    if reasons:
+        return reasons[0]
+    phase: str = pod.get("status", {}).get("phase", "")
+    if phase in FINAL_PHASES and all(
+        "running" in s.get("state", {}) or "terminated" in s.get("state", {})
+        for s in pod["status"].get("containerStatuses") or [{}]
+    ):
+        return phase
+    return None
+
+
+def outcomes(cluster: NodeCluster, pods: dict[str, tuple[str, str]], timeout: float) -> dict[str, str]:
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(pods) and time.monotonic() < deadline:
+        for example, (namespace, name) in pods.items():
+            if example not in found and (result := outcome(cluster, namespace, name)) is not None:
+                found[example] = result
+        time.sleep(0.3)
+    return {example: found.get(example, "Pending (timed out)") for example in pods}
+
+
+def local_registry_config(cluster: NodeCluster) -> str:
+    """examples/config with every registry moved to the local one (private, secret acme-pull)."""
+    documents = []
+    host = cluster.registry.host
+    for path in sorted((EXAMPLES / "config").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            spec = doc.get("spec") or {}
+            if doc["kind"] == "ChaosImageRegistry" and "registry" in spec:
+                server = spec["registry"]["server"]
+                spec["registry"]["server"] = host + ("/" + server.split("/", 1)[1] if "/" in server else "")
+                spec["registry"].update(type="Private", secretName="acme-pull", secretNamespace=NAMESPACE)
+            images = (spec.get("customImages") or {}).get("images") or {}
+            for component, image in images.items():
+                images[component] = host + "/" + image.split("/", 1)[1]
+            documents.append(doc)
+    return yaml.safe_dump_all(documents)
+
+
+def publish_admitted_images(cluster: NodeCluster) -> None:
+    """Push the test image under every name the webhook will admit for the example pods."""
+    host = cluster.registry.host + "/"
+    names: set[str] = set()
+    for path in sorted((EXAMPLES / "pods").glob("*.yaml")):
+        result = cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", str(path), check=False)
+        if result.returncode != 0:
+            continue
+        pod = json.loads(result.stdout)
+        for container in containers(pod):
+            for image in [container["image"]] + [e.get("value", "") for e in container.get("env") or []]:
+                if image.startswith(host) and "@" not in image:
+                    names.add(image.removeprefix(host))
+    cluster.registry.push_many(cluster.images.busybox, sorted(names))
+
+
+def run_on_node(workdir: Path, cluster: NodeCluster) -> None:
+    plane = cluster.control_plane
+    step(
+        f"cluster with node {cluster.node_name} up ({cluster.startup_seconds:.1f}s): control plane, "
+        f"kubelet, containerd, scheduler, controller manager; registry https://{cluster.registry.host}"
+    )
+    step("before the webhook: creating the example namespaces and chaos pods, unchanged")
+    plane.kubectl("apply", "-f", str(EXAMPLES / "config" / "namespaces.yaml"))
+    for line in plane.kubectl("get", "namespaces", "-o", "name").stdout.split():
+        if line.startswith("namespace/"):
+            namespace = line.removeprefix("namespace/")
+            with contextlib.suppress(ControlPlaneError):
+                wait_for(
+                    lambda ns=namespace: (
+                        plane.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0 or None
+                    ),
+                    15,
+                    f"the default ServiceAccount of {namespace}",
+                )
+    before_pods: dict[str, tuple[str, str]] = {}
+    for path in sorted((EXAMPLES / "pods").glob("*.yaml")):
+        pod = yaml.safe_load(path.read_text())
+        if "name" in pod["metadata"]:
+            pod["metadata"]["name"] += "-before"
+        else:
+            pod["metadata"]["generateName"] += "before-"
+        stored = json.loads(plane.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(pod)).stdout)
+        before_pods[path.stem] = (stored["metadata"]["namespace"], stored["metadata"]["name"])
+    before = outcomes(cluster, before_pods, timeout=60)
+    step("installing the Helm chart's objects (helm template | kubectl apply --server-side)")
+    install_chart(plane)
+    # Its image is not built here (the chart's own tests build it); the local process stands in.
+    plane.kubectl("scale", "deployment", "--all", "-n", NAMESPACE, "--replicas=0")
+    print("         The chart's Deployment is scaled to 0 (its image is not built by the demo); the")
+    print("         webhook runs as a local process instead, with the same configuration.")
+    user, password = cluster.registry.credentials()
+    plane.kubectl(
+        "create", "secret", "docker-registry", "acme-pull", "-n", NAMESPACE,
+        f"--docker-server={cluster.registry.host}", f"--docker-username={user}",
+        f"--docker-password={password}",
+    )  # fmt: skip
+    step(f"applying examples/config with every registry moved to {cluster.registry.host} (private)")
+    for line in (
+        plane.kubectl("apply", "-f", "-", input=local_registry_config(cluster)).stdout.strip().splitlines()
+    ):
+        print(f"         {line}")
+    log = workdir / "serve.log"
+    step(f"starting chaos-registry serve (it takes over MutatingWebhookConfiguration {RELEASE})")
+    with WebhookProcess(plane.kubeconfig, log, namespace=NAMESPACE, config_name=RELEASE) as webhook:
+        wait_for(lambda: bound_pod_is_mutated(plane), 30, "the apiserver to call the webhook")
+        publish_admitted_images(cluster)
+        step(f"webhook ready at {webhook.url}; creating the chaos pods of examples/pods")
+        after_pods: dict[str, tuple[str, str]] = {}
+        rows = create_example_pods(plane, after_pods)
+        after = outcomes(cluster, after_pods, timeout=60)
+        for row in rows:
+            row.before, row.after = before[row.pod], after[row.pod]
+        print()
+        print_table(rows, phases=True)
+        print()
+        pulls = cluster.registry.pulls(user=user)
+        step(
+            f"the registry served {len(pulls)} manifest pulls, all as user {user!r} (the copied pull secret)"
+        )
+        print("         hce-helper pins a digest the demo registry does not hold; not-chaos is no chaos pod.")
+        step("ChaosImageRegistry status (written by the Lease holder) and pull-secret copies")
+        show_status(plane)
+        print()
+        step("stopping the webhook, the node and the control plane")
 
 
 def show_status(plane: ControlPlane) -> None:
@@ -193,6 +358,19 @@ def show_status(plane: ControlPlane) -> None:
 
 
 def run(workdir: Path) -> None:
+    if node_wanted():
+        step("building or reusing the control-plane and node binaries (a cold build takes minutes, once)")
+        try:
+            cluster = NodeCluster(lock_timeout=0, quiet=False).start()
+        except NodeError as error:
+            step(f"no real node for this demo ({str(error).splitlines()[0]}): admission only")
+        else:
+            try:
+                run_on_node(workdir, cluster)
+            finally:
+                cluster.stop()
+            step("done: processes stopped, node cleaned, temporary files removed")
+            return
     step("building or reusing the control-plane binaries (a cold build takes minutes, once)")
     bin_dir = ensure_binaries()
     with ControlPlane(bin_dir, startup_timeout=120) as plane:
