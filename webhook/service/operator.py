@@ -342,6 +342,9 @@ async def serve(options: ServeOptions) -> None:
             clusterwide=False,
             namespaces=list(options.source_namespaces),
             liveness_endpoint=None,
+            # Without it kopf asks getpass.getuser(), which fails for a user with no passwd entry:
+            # the image runs as 65532, which the base image does not list.
+            identity=options.identity,
         )
     finally:
         await runtime.stop()
