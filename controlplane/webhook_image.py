@@ -8,7 +8,9 @@ change of the sources builds (minutes); later runs cost a hash of the sources.
 
 from __future__ import annotations
 
+import collections
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,25 +46,33 @@ def chart_image() -> str:
     return f"{values['image']['repository']}:{values['image']['tag'] or chart['appVersion']}"
 
 
-def build_webhook_image(reference: str | None = None, *, timeout: float = 1800.0) -> BuiltImage:
-    """Build (or reuse) the image; ControlPlaneError with the script's last words if it fails."""
+def build_webhook_image(reference: str | None = None, *, quiet: bool = True) -> BuiltImage:
+    """Build (or reuse) the image; ControlPlaneError with the script's last words if it fails.
+
+    Unless `quiet`, the script's progress goes to stderr as it happens: a cold build takes minutes
+    and silence would look like a hang.
+    """
     reference = reference or chart_image()
     began = time.monotonic()
-    result = subprocess.run(
+    tail: collections.deque[str] = collections.deque(maxlen=15)
+    with subprocess.Popen(
         ["bash", str(BUILD_IMAGE_SCRIPT), reference],
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
+    ) as process:
+        assert process.stderr is not None and process.stdout is not None
+        for line in process.stderr:
+            tail.append(line.rstrip())
+            if not quiet:
+                print(line, end="", file=sys.stderr, flush=True)
+        lines = process.stdout.read().strip().splitlines()
+        returncode = process.wait()
     seconds = round(time.monotonic() - began, 2)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        raise ControlPlaneError(
-            f"{BUILD_IMAGE_SCRIPT.name} {reference} failed ({result.returncode}):\n{tail}"
-        )
+    if returncode != 0 or not lines:
+        text = "\n".join(tail)
+        raise ControlPlaneError(f"{BUILD_IMAGE_SCRIPT.name} {reference} failed ({returncode}):\n{text}")
     archive = Path(lines[-1])
     if not archive.is_file():
         raise ControlPlaneError(f"{BUILD_IMAGE_SCRIPT.name} printed {archive}, which is not a file")

@@ -22,6 +22,7 @@ for this module and put back afterwards, so every rewrite seen here is the chart
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -171,9 +172,11 @@ def admissions_mutated(cluster: NodeCluster) -> int:
 
 
 @pytest.fixture(scope="module")
-def installed(node_cluster: NodeCluster) -> Iterator[Installed]:
+def installed(request: pytest.FixtureRequest, node_cluster: NodeCluster) -> Iterator[Installed]:
     cluster = node_cluster
-    image = build_webhook_image()
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        image = build_webhook_image(quiet=False)
     pushed = cluster.registry.push(
         image.source, f"{cluster.account}/chaos-registry-webhook:{image.reference.rsplit(':', 1)[1]}"
     )
