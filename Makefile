@@ -39,12 +39,13 @@ venv: $(STAMP)
 controlplane:
 	@bash controlplane/build.sh
 
-# The real-node tier (tests/node): Debian packages (root, apt) and kubelet, scheduler, controller manager.
+# The real-node tier (tests/node): Debian packages (root, apt), kubelet, scheduler, controller manager
+# and Argo (workflow-controller, argoexec): about 10 minutes of builds once, then cached.
 node-deps:
 	@bash controlplane/install-node-deps.sh
 
 node-binaries: node-deps
-	@bash controlplane/build.sh node >/dev/null
+	@bash controlplane/build.sh node argo >/dev/null
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not node" -q
