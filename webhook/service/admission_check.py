@@ -7,8 +7,9 @@ is created with dryRun=All: nothing is stored and nothing runs.
 
 A freshly installed webhook may not have seen the ChaosImageRegistry or the namespace labels yet, and
 the API server may not reach a replica that is still starting: until the deadline, an unchanged pod or
-a failed webhook call is asked again; what cannot get better (forbidden, no such namespace, a pod the
-API server refuses) ends the check at once.
+a failed webhook call is asked again, and so is the refusal a namespace gets in its first seconds, before
+the controller manager made its `default` ServiceAccount; what cannot get better (forbidden, no such
+namespace, a pod the API server refuses) ends the check at once.
 """
 
 from __future__ import annotations
