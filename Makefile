@@ -8,10 +8,11 @@ CONTROLPLANE_BIN = $(shell bash controlplane/build.sh | tail -n1)
 IMAGE ?= ghcr.io/chaos-registry-webhook/chaos-registry-webhook:0.1.0
 CHART := charts/chaos-registry-webhook
 MANIFESTS := manifests/chaos-registry-webhook.yaml
-# manifests/ is this command's output; tests/unit/test_chart.py renders it the same way.
-RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds
+# manifests/ is this command's output; tests/unit/test_chart.py renders it the same way. Without the
+# `helm test` objects: `kubectl apply` would make them ordinary, permanent objects.
+RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds --skip-tests
 
-.PHONY: help venv test unit e2e node-test node-deps node-binaries lint controlplane cluster-up cluster-down bench manifests check-manifests demo image reliability clean
+.PHONY: help venv test unit e2e node-test node-deps node-binaries lint controlplane cluster-up cluster-down bench manifests check-manifests demo image image-local reliability clean
 
 help:
 	@echo "make demo         local control plane + webhook + examples: before/after image table"
@@ -23,6 +24,7 @@ help:
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
+	@echo "make image-local  the same image without a container engine (buildah, as root): an OCI archive"
 	@echo "make cluster-up   start a local control plane for people (NODE=1: with a real node); make cluster-down stops it"
 	@echo "make reliability  full reliability and security run (RELIABILITY.md): prints its figures"
 
@@ -82,6 +84,11 @@ check-manifests: controlplane
 
 image:
 	docker build -t $(IMAGE) .
+
+# The Dockerfile built by buildah on a Debian stand-in for its base (controlplane/build-image.sh),
+# written as an OCI archive and cached by its inputs; prints the archive's path.
+image-local:
+	@bash controlplane/build-image.sh $(IMAGE)
 
 # Hostile input, by class (RELIABILITY.md section 6): pods in-process and through the apiserver, CLI
 # inputs, validate against the apiserver, serve start-up failures.

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
@@ -297,6 +297,10 @@ async def serve(options: ServeOptions) -> None:
             clusterwide=False,
             namespaces=list(options.source_namespaces),
             liveness_endpoint=None,
+            # Without it kopf asks getpass.getuser(), which fails for a user with no passwd entry:
+            # the image runs as 65532, which the base image does not list. (kopf types it as its
+            # Identity, a NewType of str that it does not export.)
+            identity=cast(Any, options.identity),
         )
     finally:
         await runtime.stop()
