@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from webhook.cli.main import EXIT_BAD_INPUT, main
 from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION
-from webhook.service.admission_check import (
+from webhook.cli.admission_check import (
     CHECK_CONTAINER,
     CHECK_IMAGE,
     CheckFailed,

@@ -440,7 +440,7 @@ def startup_failure(error: BaseException) -> str:
 
 
 def cmd_check_admission(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from webhook.service.admission_check import CheckFailed, dry_run_creator, run_check
+    from webhook.cli.admission_check import CheckFailed, dry_run_creator, run_check
 
     try:
         result = run_check(

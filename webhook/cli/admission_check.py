@@ -154,15 +154,15 @@ def dry_run_creator(kubeconfig: str | None) -> Callable[[dict[str, Any]], dict[s
     from kubernetes import client
     from kubernetes.config import ConfigException
 
-    from webhook.service import kube
+    from webhook.service.kube import client as kube_client
 
     try:
-        configuration = kube.load_client_configuration(kubeconfig)
+        configuration = kube_client.load_client_configuration(kubeconfig)
     except (ConfigException, OSError) as error:
         source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config (no in-cluster configuration)"
         raise CheckFailed(" ".join(f"no cluster to ask with {source}: {error}".split())) from None
     # Any: the raw response (`_preload_content=False`) is not what the client's stubs declare.
-    api: Any = client.CoreV1Api(kube.api_client(configuration))
+    api: Any = client.CoreV1Api(kube_client.api_client(configuration))
 
     def create(pod: dict[str, Any]) -> dict[str, Any]:
         response = api.create_namespaced_pod(
