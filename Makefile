@@ -11,27 +11,35 @@ MANIFESTS := manifests/chaos-registry-webhook.yaml
 # manifests/ is this command's output; tests/unit/test_chart.py renders it the same way.
 RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds
 
-.PHONY: help venv test unit e2e lint controlplane cluster-up cluster-down bench manifests check-manifests demo image reliability clean
+.PHONY: help venv lock test unit e2e lint controlplane cluster-up cluster-down bench manifests check-manifests demo image reliability clean
 
 help:
 	@echo "make demo         local control plane + webhook + examples: before/after image table"
 	@echo "make test         unit and end-to-end tests (what CI runs)"
 	@echo "make unit         unit and golden tests only (no cluster)"
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
-	@echo "make lint         ruff, mypy, hadolint, helm lint"
+	@echo "make lint         ruff, mypy, hadolint, helm lint, vulnerability audit of the locked dependencies"
+	@echo "make lock         rewrite requirements.lock and build-requirements.lock from pyproject.toml"
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
 	@echo "make cluster-up   start a local control plane for people; make cluster-down stops it"
 	@echo "make reliability  full reliability and security run (RELIABILITY.md): prints its figures"
 
-$(STAMP): pyproject.toml
+# The runtime dependencies come from the same hash-checked lock as the image's, so the tests run
+# against what ships; the dev extras are added on top.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP)
+
+# Needs the package index; keeps every pin that still satisfies pyproject (hack/lock.py).
+lock: $(STAMP)
+	$(PY) -m hack.lock
 
 controlplane:
 	@bash controlplane/build.sh
@@ -52,6 +60,7 @@ lint: $(STAMP) controlplane
 	$(VENV)/bin/hadolint Dockerfile
 	$(CONTROLPLANE_BIN)/helm lint --strict $(CHART)
 	@$(MAKE) --no-print-directory check-manifests
+	@$(PY) -m hack.audit
 
 demo: $(STAMP)
 	$(PY) hack/demo.py
