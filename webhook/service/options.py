@@ -42,6 +42,7 @@ class ServeOptions:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     writer: bool = True
     resync_interval: float = 30.0
+    watch_idle_timeout: float = 150.0
     engine: str = "direct"
     log_level: str = "info"
     log_format: str = "text"
@@ -204,6 +205,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive(float),
         default=30.0,
         help="seconds between full reconciliations of status and Secret copies",
+    )
+    config.add_argument(
+        "--watch-idle-timeout",
+        type=_positive(float),
+        default=150.0,
+        help="seconds without a byte on a watch (the apiserver sends a bookmark each minute) after "
+        "which the connection is taken for silently dropped and the kind is listed again",
     )
     logs = parser.add_argument_group("logging")
     logs.add_argument(
