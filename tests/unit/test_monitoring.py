@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import json
 import re
 import shutil
@@ -39,8 +41,17 @@ PROMQL_WORDS = {
 }  # fmt: skip
 
 
+# Exported by the in-cluster image check (webhook/registrycheck/monitor.py, serve --check-images), which
+# lands from another branch: until its module is here, its one series is taken on its word; once the
+# module exists, test_pending_series_are_exported checks it against the module's registration.
+PENDING_SERIES = {"chaos_registry_scope_images_unavailable": {"scope"}}
+IMAGE_CHECK_MODULE = "webhook.registrycheck.monitor"
+
+
 def exported_series() -> dict[str, set[str]]:
     """Every series name serve's registry can expose, with the label names it carries."""
+    if importlib.util.find_spec(IMAGE_CHECK_MODULE.rsplit(".", 1)[0]) is not None:
+        importlib.import_module(IMAGE_CHECK_MODULE)  # registers its metrics on serve's registry
     suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_sum", "_count", "_created"]}
     series: dict[str, set[str]] = {}
     for family in metrics.REGISTRY.collect():
@@ -71,7 +82,7 @@ def selectors(expr: str) -> list[tuple[str, set[str]]]:
 
 
 def check_expression(expr: str, where: str) -> None:
-    known = {**exported_series(), **PROMETHEUS_SERIES}
+    known = {**PENDING_SERIES, **exported_series(), **PROMETHEUS_SERIES}
     used = selectors(expr)
     assert used, f"{where}: no metric found in {expr!r}"
     for name, labels in used:
@@ -99,6 +110,14 @@ def test_exported_series_are_read_from_serves_registry() -> None:
     assert "le" in series["chaos_registry_admission_duration_seconds_bucket"]
     assert "chaos_registry_leader" in series
     assert all(isinstance(family, Metric) for family in metrics.REGISTRY.collect())
+
+
+def test_pending_series_are_exported_once_their_module_is_here() -> None:
+    if importlib.util.find_spec(IMAGE_CHECK_MODULE.rsplit(".", 1)[0]) is None:
+        return  # not merged yet: nothing to compare with
+    series = exported_series()
+    for name, labels in PENDING_SERIES.items():
+        assert series.get(name) == labels, f"{name} is not what {IMAGE_CHECK_MODULE} exports"
 
 
 def test_selector_parse_catches_an_unknown_metric_and_label() -> None:
@@ -179,7 +198,7 @@ def test_promtool_checks_and_tests_the_rules(helm: Path, promtool: Path, tmp_pat
         [str(promtool), "check", "rules", "rules.yaml"], cwd=tmp_path, capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 8 rules found" in checked.stdout
+    assert "SUCCESS: 9 rules found" in checked.stdout
     tested = subprocess.run(
         [str(promtool), "test", "rules", RULES_TEST.name], cwd=tmp_path, capture_output=True, text=True
     )
