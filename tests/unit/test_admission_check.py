@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from webhook.cli.main import EXIT_BAD_INPUT, main
-from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION
 from webhook.cli.admission_check import (
     CHECK_CONTAINER,
     CHECK_IMAGE,
@@ -22,6 +20,8 @@ from webhook.cli.admission_check import (
     problem_with,
     run_check,
 )
+from webhook.cli.main import EXIT_BAD_INPUT, main
+from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION
 
 REGISTRY = "registry.helm-test.invalid/chaos"
 REWRITTEN = f"{REGISTRY}/chaos-runner:3.11.0"

@@ -2,7 +2,8 @@
 
 * `helm lint --strict`, and `helm template` golden files (tests/golden/chart/) for every value
   combination that changes the output: each certificate mode, failurePolicy Ignore,
-  selectAllNamespaces, an extra secret source namespace, the ServiceMonitor;
+  selectAllNamespaces, an extra secret source namespace, the ServiceMonitor, the PrometheusRule and
+  Grafana dashboard (tests/unit/test_monitoring.py tests those further);
 * typos and wrong types in values fail with the schema's message (values.schema.json);
 * the rendered MutatingWebhookConfiguration is the one `webhook_configuration.build_webhook_configuration`
   builds, and the rendered defaults ConfigMap is the built-in defaults;
@@ -70,6 +71,10 @@ CASES: dict[str, list[str]] = {
     "secret-source-namespaces": ["--set", "secretSourceNamespaces={registry-secrets,chaos-system}"],
     "service-monitor": [
         "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.labels.release=prom",
+    ],
+    "monitoring": [
+        "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.labels.release=prom",
+        "--set", "grafanaDashboard.enabled=true",
     ],
     "single-replica-other-release": [
         "--set", "replicaCount=1", "--release-name=acme-chaos", "--namespace=acme",
@@ -373,7 +378,9 @@ def test_deployment_args_are_serve_options_naming_the_chart_objects(helm: Path, 
     assert options.namespace == namespace
     assert options.service_name == find(docs, "Service")["metadata"]["name"]
     assert options.webhook_config_name == find(docs, "MutatingWebhookConfiguration")["metadata"]["name"]
-    assert options.defaults_configmap == find(docs, "ConfigMap")["metadata"]["name"]
+    # The dashboard ConfigMap (grafanaDashboard.enabled) is the only other one.
+    configmaps = [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"]
+    assert [n for n in configmaps if not n.endswith("-dashboard")] == [options.defaults_configmap]
     assert options.log_format == "json"
     assert options.webhook_url is None  # in a cluster the chart owns the configuration
     hook = find(docs, "MutatingWebhookConfiguration")["webhooks"][0]

@@ -30,7 +30,7 @@ from webhook.service.kube import client as kube_client
 from webhook.service.kube.errors import describe, status_of
 from webhook.service.kube.lease import LeaseElector
 from webhook.service.kube.session import ApiSession
-from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, Watcher
+from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, WATCH_GRACE_SECONDS, Watcher
 from webhook.service.options import ServeOptions
 from webhook.service.state import ConfigState
 from webhook.service.tls import webhook_configuration
@@ -94,9 +94,14 @@ class Runtime:
         self.writer = Writer(self.state, api, options)
         self.image_monitor = ImageMonitor(self.state, api, options) if options.check_images else None
         self.watch_session = ApiSession(api.configuration)
+        idle = options.watch_idle_timeout
         self.watchers = (
-            Watcher(self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry),
-            Watcher(self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace),
+            Watcher(
+                self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry, idle
+            ),
+            Watcher(
+                self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace, idle
+            ),
         )
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -113,7 +118,11 @@ class Runtime:
             return False, "certificate not loaded"
         if not self.server.started.is_set():
             return False, "admission server not started"
-        return True, "ready"
+        # Still ready (admissions are answered from the caches, as during an apiserver restart), but
+        # a watch failing now or a stall it recovered from are said, for whoever looks.
+        notes = [f"{w.resource.kind} {w.last_error}" for w in self.watchers if w.last_error]
+        notes += [f"{w.resource.kind} watch {w.last_recovery}" for w in self.watchers if w.last_recovery]
+        return True, "ready" + (f" ({'; '.join(notes)})" if notes else "")
 
     # Start-up -------------------------------------------------------------------------------------
 
@@ -288,6 +297,11 @@ async def serve(options: ServeOptions) -> None:
     settings.posting.level = logging.WARNING
     # Paged listings: at 10,000 objects one unpaged list is tens of MiB of JSON decoded at once.
     settings.watching.chunk_size = LIST_PAGE_SIZE
+    # kopf's own watches (defaults ConfigMap, source Secrets) read without an idle timeout: a
+    # silently dropped connection would hold them until TCP gives up. Have the apiserver end them
+    # within the idle timeout and give up on a connection a grace period past that.
+    settings.watching.server_timeout = max(1, int(options.watch_idle_timeout))  # whole seconds
+    settings.watching.client_timeout = options.watch_idle_timeout + WATCH_GRACE_SECONDS
     try:
         await runtime.start()
         await kopf.operator(

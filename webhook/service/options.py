@@ -174,6 +174,13 @@ class ServeOptions:
         group=WRITE,
         type=positive(float),
     )
+    watch_idle_timeout: float = _option(
+        150.0,
+        "seconds without a byte on a watch (the apiserver sends a bookmark each minute) after "
+        "which the connection is taken for silently dropped and the kind is listed again",
+        group=WRITE,
+        type=positive(float),
+    )
     check_images: bool = _option(
         False,
         "the Lease holder checks that every scope's images are in its registry (ImagesAvailable)",
