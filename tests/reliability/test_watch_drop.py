@@ -37,8 +37,9 @@ from tests.reliability.support import (
 )
 
 IDLE_TIMEOUT = 4.0
-# /readyz while a watch is stalled now ("... listed again at" tells of an earlier one).
-STALLED_NOW = "stalled: nothing received"
+# /readyz while a watch has stalled and not listed again yet ("stalled at T, listed again at T'"
+# tells of an earlier one).
+STALLED_NOW = "stalled since"
 
 
 class Heartbeat:

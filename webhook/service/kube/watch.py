@@ -146,8 +146,8 @@ class Watcher:
     def _stalled(self) -> None:
         self.stalls += 1
         action = "watch" if self.resource_version else "list"
-        self.last_error = f"{action} stalled: nothing received for {self.idle_timeout:g} s"
         self._stalled_at = self._stalled_at or _clock()
+        self.last_error = f"stalled since {self._stalled_at}: nothing received for {self.idle_timeout:g} s"
         self.resource_version = None
         logger.warning(
             "%s %s of %s stalled (nothing received for %g s; connection silently dropped?); listing again",
@@ -159,6 +159,8 @@ class Watcher:
 
     def _failed(self, error: BaseException) -> None:
         self.last_error = one_line(error)
+        if self._stalled_at is not None:  # still not listed again since a stall: keep saying so
+            self.last_error = f"stalled since {self._stalled_at}, then: {self.last_error}"
         logger.warning(
             "%s %s of %s failed: %s; retrying",
             self.resource.kind,
