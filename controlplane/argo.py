@@ -101,7 +101,7 @@ class WorkflowController:
             popen=popen,
         )
         deadline = time.monotonic() + timeout
-        while "started leading" not in self.log_file.read_text(errors="replace").lower():
+        while "Starting Workflow Controller" not in self.log_file.read_text(errors="replace"):
             if not self._process.alive() or time.monotonic() > deadline:
                 self.stop()
                 raise NodeError(

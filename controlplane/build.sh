@@ -200,14 +200,29 @@ MOD
       mv tools.go.tmp tools.go
       go mod tidy >/dev/null 2>&1 || { rm -f tools.go; fail "cannot resolve $module@$ARGO_VERSION from the Go module proxy"; }
     fi
-    local cmd
-    for cmd in workflow-controller argoexec; do
-      [[ -x "$out/$cmd" ]] && continue
-      log "building Argo $cmd $ARGO_VERSION (minutes on 2 cores, once)"
-      go build -trimpath -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION" \
-        -o "$out/$cmd.tmp" "$module/cmd/$cmd" || fail "go build of Argo $cmd failed (see above)"
-      mv "$out/$cmd.tmp" "$out/$cmd"
-    done
+    local ldflags="-s -w -X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
+    if [[ ! -x "$out/workflow-controller" ]]; then
+      log "building Argo workflow-controller $ARGO_VERSION (minutes on 2 cores, once)"
+      go build -trimpath -ldflags "$ldflags" -o "$out/workflow-controller.tmp" "$module/cmd/workflow-controller" \
+        || fail "go build of Argo workflow-controller failed (see above)"
+      mv "$out/workflow-controller.tmp" "$out/workflow-controller"
+    fi
+    if [[ ! -x "$out/argoexec" ]]; then
+      # Module zips leave out symlinks, and Argo's workflow/executor/osspecific/signal_linux.go is
+      # one (to signal_darwin.go): argoexec builds from a copy of the module with the link back.
+      local src="$work/argo-src"
+      if [[ ! -f "$src/go.mod" ]]; then
+        rm -rf "$src" "$src.tmp"
+        cp -r "$(go env GOMODCACHE)/$module@$ARGO_VERSION" "$src.tmp"
+        chmod -R u+w "$src.tmp"
+        ln -sf signal_darwin.go "$src.tmp/workflow/executor/osspecific/signal_linux.go"
+        mv "$src.tmp" "$src"
+      fi
+      log "building Argo argoexec $ARGO_VERSION (minutes on 2 cores, once)"
+      (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$out/argoexec.tmp" ./cmd/argoexec) \
+        || fail "go build of Argo argoexec failed (see above)"
+      mv "$out/argoexec.tmp" "$out/argoexec"
+    fi
   )
 }
 

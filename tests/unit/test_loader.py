@@ -1,4 +1,5 @@
-"""Tests for webhook.core.loader: CONFIG files and folders, one problem line per mistake (SPEC §7).
+"""Tests for webhook.core.loader: CONFIG files and folders, one problem line per mistake
+(docs/contract.md#the-command-line-program).
 
 Every problem must name the file, the document and the field, and every problem of a CONFIG is
 reported at once (a user fixes them in one go, not one per run).

@@ -1,4 +1,5 @@
-"""Tests for webhook.core.mutator through CompiledConfig.mutate: what a mutation does (SPEC §6).
+"""Tests for webhook.core.mutator through CompiledConfig.mutate: what a mutation does
+(docs/contract.md#mutation).
 
 Each test builds a small configuration, mutates a pod, applies the JSON Patch with
 webhook.core.jsonpatch and checks the result; most also check that a second pass changes nothing.

@@ -13,14 +13,17 @@ import errno
 import json
 import logging
 import os
+import socket
+import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-import yaml
-
+from webhook.cli.pod import explain_pod
+from webhook.cli.registry import add_commands as add_registry_commands
+from webhook.cli.registry import add_source_arguments, load_source
 from webhook.core.classifier import opted_out, scope_from_labels
-from webhook.core.documents import MAX_INPUT_BYTES, quote
+from webhook.core.documents import MAX_INPUT_BYTES, dump_yaml, quote
 from webhook.core.jsonpatch import apply_patch
 from webhook.core.loader import ConfigError, LoadedConfig, load_config, load_documents
 from webhook.core.models import INJECT_LABEL, Scope
@@ -47,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
 def _dump(document: Any, output: str) -> str:
     if output == "json":
         return json.dumps(document, indent=2) + "\n"
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    return dump_yaml(document)
 
 
 def _warn(message: str, stream: TextIO) -> None:
@@ -185,8 +188,10 @@ def _explain_text(document: dict[str, Any]) -> str:
 
 
 def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    loaded = load_config(args.config)
+    loaded, cluster = load_source(args, err)
     config = loaded.compile()
+    if args.pod is not None:
+        return explain_pod(args, loaded, cluster, out, err)
     scope = _explain_scope(args, loaded, err)
     effective = config.effective(scope)
     blocked_below = []
@@ -302,10 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain", help="print the effective registry of a scope and where it comes from", epilog=EPILOG
     )
-    _add_config(explain)
+    add_source_arguments(explain)
     target = explain.add_mutually_exclusive_group(required=True)
     target.add_argument("--namespace", metavar="NAME", help="the scope bound by this namespace's labels")
     target.add_argument("--scope", metavar="ACCOUNT[/ORG[/PROJECT[/INFRA]]]", help="a scope")
+    target.add_argument(
+        "--pod",
+        metavar="NAMESPACE/NAME",
+        help="with --cluster: a pod's recorded original images and scope, and what the webhook decided",
+    )
     explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
     explain.set_defaults(handler=cmd_explain)
 
@@ -318,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(handler=cmd_validate)
 
+    add_registry_commands(commands)
+
     serve = commands.add_parser(
         "serve",
         help="run the admission webhook and its operator (needs a cluster)",
@@ -329,25 +341,76 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    check = commands.add_parser(
+        "check-admission",
+        help="dry-run a chaos pod through the installed webhook and check it comes back rewritten "
+        "(the Helm chart's test; needs a cluster)",
+        description="Create a LitmusChaos runner pod with dryRun=All in NAMESPACE and check that the "
+        "API server returns it rewritten to REGISTRY (the ChaosImageRegistry covering NAMESPACE sets "
+        "it). Asks again until --timeout while the webhook is starting or has not seen its "
+        "configuration. Exit 0 rewritten, 1 not.",
+    )
+    check.add_argument("--namespace", required=True, help="a namespace the webhook selects")
+    check.add_argument(
+        "--expect-registry",
+        required=True,
+        metavar="SERVER[/ACCOUNT]",
+        help="the registry (server and account) the chaos pod must be rewritten to",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to keep asking (default %(default)s)"
+    )
+    check.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"
+    )
+    check.set_defaults(handler=cmd_check_admission)
     return parser
 
 
-def _serve_problems(args: argparse.Namespace) -> list[str]:
-    """Flag values that cannot work, found before anything starts."""
+def _serve_usage_problems(args: argparse.Namespace) -> list[str]:
+    """Flag values that cannot work (exit 2)."""
     problems = []
-    port = getattr(args, "port", None)
-    if isinstance(port, int) and not 0 < port < 65536:
-        problems.append(f"--port must be 1-65535, got {port}")
+    for flag in ("port", "health_port"):
+        port = getattr(args, flag, None)
+        if isinstance(port, int) and not 0 < port < 65536:
+            problems.append(f"--{flag.replace('_', '-')} must be 1-65535, got {port}")
+    return problems
+
+
+def _serve_environment_problems(args: argparse.Namespace) -> list[str]:
+    """What would stop `serve` a moment later, said before anything starts (exit 1): files that
+    cannot be read or are not PEM, ports already in use."""
+    problems = []
     for flag in ("tls_cert_file", "tls_key_file", "tls_ca_file", "kubeconfig"):
         path = getattr(args, flag, None)
         if path is None:
             continue
-        option = "--" + flag.replace("_", "-")
         try:
             with open(path, "rb") as stream:
                 stream.read(1)
         except OSError as error:
-            problems.append(f"{option} {path}: cannot read: {error.strerror or error}")
+            problems.append(f"--{flag.replace('_', '-')} {path}: cannot read: {error.strerror or error}")
+    cert, key = getattr(args, "tls_cert_file", None), getattr(args, "tls_key_file", None)
+    if not problems and cert and key:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (ssl.SSLError, ValueError) as error:
+            reason = " ".join(str(error).split())[:200]
+            problems.append(f"--tls-cert-file/--tls-key-file: not a PEM certificate and its key ({reason})")
+    for address_flag, port_flag in (("address", "port"), ("health_address", "health_port")):
+        address, port = getattr(args, address_flag, None), getattr(args, port_flag, None)
+        if not isinstance(address, str) or not isinstance(port, int):
+            continue
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((address, port))
+        except OSError as error:
+            problems.append(
+                f"--{port_flag.replace('_', '-')} {port}: cannot listen on {address}: "
+                f"{error.strerror or error}"
+            )
     return problems
 
 
@@ -376,13 +439,31 @@ def startup_failure(error: BaseException) -> str:
     return f"cannot start: {type(error).__name__}: {detail}"
 
 
+def cmd_check_admission(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from webhook.cli.admission_check import CheckFailed, dry_run_creator, run_check
+
+    try:
+        result = run_check(
+            dry_run_creator(args.kubeconfig), args.namespace, args.expect_registry, args.timeout
+        )
+    except CheckFailed as failure:
+        print(f"chaos-registry check-admission: error: {failure}", file=err)
+        return EXIT_BAD_INPUT
+    out.write(result.summary(args.namespace) + "\n")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     options = options_from_args(args)
-    problems = validate_options(options) + _serve_problems(args)
-    if problems:
-        for problem in problems:
-            print(f"chaos-registry serve: error: {problem}", file=err)
-        return EXIT_USAGE
+    checks: tuple[tuple[Callable[[], list[str]], int], ...] = (
+        (lambda: validate_options(options) + _serve_usage_problems(args), EXIT_USAGE),
+        (lambda: _serve_environment_problems(args), EXIT_BAD_INPUT),
+    )
+    for check, code in checks:
+        if problems := check():
+            for problem in problems:
+                print(f"chaos-registry serve: error: {problem}", file=err)
+            return code
     from webhook.service.operator import run  # kopf is imported only when serving
 
     try:
@@ -407,6 +488,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "cluster") and bool(args.config) == bool(args.cluster):
+        parser.error(f"{args.command}: give either -c CONFIG or --cluster")
     if out is None:
         print("error: cannot write output: standard output is closed", file=err)
         return EXIT_BAD_INPUT

@@ -33,7 +33,8 @@ class ScopeBinding:
 
 
 def scope_from_labels(labels: Mapping[str, str], default_account: str) -> ScopeBinding:
-    """SPEC section 5: account from the label or the default; a broken chain keeps its valid prefix."""
+    """Account from the label or the default; a broken chain keeps its valid prefix
+    (docs/contract.md#scopes-and-chaos-pods)."""
     values: list[str | None] = [labels.get(label) or None for label in SCOPE_LABELS]
     if values[0] is None:
         values[0] = default_account

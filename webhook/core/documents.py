@@ -20,8 +20,10 @@ the pure-Python parser gives the same values and the same refusals otherwise.
 from __future__ import annotations
 
 import math
+import re
+import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -71,32 +73,71 @@ _KubernetesResolver.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in Resolver.yaml_implicit_resolvers.items()
 }
+# kubectl reads YAML 1.1 as go-yaml does, where `y` and `n` are booleans too (PyYAML leaves them
+# strings): `name: n` is refused by kubectl, so it must not pass here.
+_KubernetesResolver.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN")
+)
+
+
+def _json_key(key: Any) -> str | None:
+    """A mapping key as JSON text, as kubectl converts YAML (`1` is "1", `true` is "true")."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int) or (isinstance(key, float) and math.isfinite(key)):
+        return str(key)
+    return None
+
+
+class _KubernetesDumper(yaml.SafeDumper):
+    """Quotes what kubectl would read as something else (`y`, `n`), as it quotes `yes` already."""
+
+
+_KubernetesDumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+
+def dump_yaml(document: Any, flow: bool = False) -> str:
+    return yaml.dump(document, Dumper=_KubernetesDumper, sort_keys=False, default_flow_style=flow)
 
 
 class _KubernetesConstructor(SafeConstructor):
+    bool_values: ClassVar[dict[str, bool]] = {**SafeConstructor.bool_values, "y": True, "n": False}
+
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, MappingNode):
-            seen: dict[tuple[type, Any], Any] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == _MERGE_TAG:
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    marker = (type(key), key)
-                    first = seen.get(marker)
-                except TypeError:
-                    continue  # an unhashable key: the base class says so
-                if first is not None:
+        """Keys become JSON text; a key written twice in one mapping is refused (kubectl refuses it)."""
+        if not isinstance(node, MappingNode):
+            raise ConstructorError(
+                None, None, f"expected a mapping node, but found {type(node).__name__}", node.start_mark
+            )
+        explicit = {id(key_node) for key_node, _ in node.value if key_node.tag != _MERGE_TAG}
+        self.flatten_mapping(node)
+        mapping: dict[str, Any] = {}
+        first_marks: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            text = _json_key(key)
+            if text is None:
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"key {quote(key)} is not a string, number or boolean",
+                    key_node.start_mark,
+                )
+            if id(key_node) in explicit:
+                if text in first_marks:
                     raise ConstructorError(
                         "while constructing a mapping",
                         node.start_mark,
-                        f"duplicate key {quote(key)} (first at line {first.line + 1})",
+                        f"duplicate key {quote(text)} (first at line {first_marks[text].line + 1})",
                         key_node.start_mark,
                     )
-                seen[marker] = key_node.start_mark
-        assert isinstance(node, MappingNode)
-        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return result
+                first_marks[text] = key_node.start_mark
+            mapping[text] = self.construct_object(value_node, deep=deep)
+        return mapping
 
 
 class _DepthLimitedComposer(Composer):
@@ -184,8 +225,10 @@ def _parse(text: str, loader: type) -> list[Any]:
     except DocumentError:
         raise
     except ValueError as error:
-        # int() of a number with more digits than Python converts (sys.get_int_max_str_digits()).
-        raise DocumentError(f"invalid YAML: {str(error).splitlines()[0]}") from None
+        if "integer string conversion" in str(error):  # int() refuses more than 4300 digits
+            limit = sys.get_int_max_str_digits()
+            raise DocumentError(f"invalid YAML: an integer of more than {limit} digits") from None
+        raise DocumentError(f"invalid YAML: {' '.join(str(error).split())[:QUOTE_MAX]}") from None
     return documents
 
 

@@ -129,8 +129,8 @@ def _walk_folder(folder: str, files: list[str], problems: list[str]) -> None:
             try:
                 is_dir = entry.is_dir()
                 is_file = entry.is_file()
-            except OSError as error:
-                problems.append(f"{entry.path}: cannot read: {_reason(error)}")
+            except OSError:
+                problems.append(f"{entry.path}: cannot read: {_link_problem(entry.path)}")
                 continue
             if is_dir:
                 pending.append(entry.path)
@@ -269,12 +269,12 @@ def _name_problem(kind: str, name: str) -> str | None:
     if kind == "Namespace":
         if len(name) > 63 or not _DNS_LABEL.fullmatch(name):
             return (
-                f"metadata.name: {quote(name)} is not a valid Namespace name: at most 63 lowercase "
+                "metadata.name: not a valid Namespace name: at most 63 lowercase "
                 "alphanumeric characters or '-', starting and ending with an alphanumeric character"
             )
     elif len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
         return (
-            f"metadata.name: {quote(name)} is not a valid name: at most 253 lowercase alphanumeric "
+            "metadata.name: not a valid name: at most 253 lowercase alphanumeric "
             "characters, '-' or '.', each dot-separated part starting and ending with an alphanumeric "
             "character"
         )

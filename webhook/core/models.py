@@ -42,6 +42,16 @@ LABEL_PREFIX = f"{API_GROUP}/"
 INJECT_LABEL = f"{LABEL_PREFIX}inject"
 ORIGINAL_IMAGES_ANNOTATION = f"{LABEL_PREFIX}original-images"
 SCOPE_ANNOTATION = f"{LABEL_PREFIX}scope"
+# On what the webhook writes (pull-secret copies, its record of them, its certificate Secret).
+MANAGER = "chaos-registry-webhook"  # the field manager of its writes, and the managed-by label's value
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+COPY_SOURCE_LABEL = f"{LABEL_PREFIX}source"  # <namespace>.<name> of a copy's source, shortened to fit
+COPY_SOURCE_ANNOTATION = f"{LABEL_PREFIX}source"  # <namespace>/<name> of a copy's source
+COPY_SOURCE_HASH_ANNOTATION = f"{LABEL_PREFIX}source-hash"
+DESCRIPTION_ANNOTATION = f"{LABEL_PREFIX}description"
+# Namespaces the webhook never selects, besides its own: no pod there is mutated or gets a copy.
+NEVER_SELECTED_NAMESPACES = ("kube-system",)
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 DEFAULTS_CONFIGMAP = "chaos-registry-defaults"
 DEFAULTS_KEY = "config.yaml"
 
@@ -267,6 +277,37 @@ class ChaosPodRule(_Model):
         return self
 
 
+_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # a tag: what `{version}` becomes
+
+
+class Release(_Model):
+    """The images one release of a chaos product needs; `{version}` in an image is the version."""
+
+    version: str = Field(pattern=_VERSION.pattern)
+    images: list[str] = Field(min_length=1, max_length=256)
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, value: list[str]) -> list[str]:
+        for image in value:
+            parsed = parse_reference(image.replace("{version}", "0"))
+            if not isinstance(parsed, ImageReference):
+                raise ValueError(f"{image!r} is not a valid image reference: {parsed.reason}")
+        return value
+
+    def image_list(self, version: str | None = None) -> list[str]:
+        """The release's images at `version` (default: the release's own)."""
+        chosen = version or self.version
+        return [image.replace("{version}", chosen) for image in self.images]
+
+
+def release_version_error(version: str) -> str | None:
+    """Why `version` cannot be a release version (it becomes an image tag), or None."""
+    if not _VERSION.match(version):
+        return f"{version!r} is not a valid version: it becomes an image tag ([A-Za-z0-9_.-], at most 128)"
+    return None
+
+
 class DefaultRegistry(RegistrySpec):
     """The root of resolution: server, account and type must be known."""
 
@@ -286,6 +327,7 @@ class DefaultsConfig(_Model):
     image_env_vars: list[ImageEnvVar] = Field(alias="imageEnvVars")
     chaos_pods: list[ChaosPodRule] = Field(alias="chaosPods")
     helper_pod_name_contains: list[str] = Field(alias="helperPodNameContains")
+    releases: dict[str, Release] = Field(default_factory=dict, max_length=32)
 
     _default_account = field_validator("default_account")(_check_identifier)
 
@@ -335,7 +377,15 @@ def merge_defaults(builtin: Mapping[str, Any], override: Mapping[str, Any]) -> d
     merged: dict[str, Any] = dict(builtin)
     for key, value in override.items():
         base = merged.get(key)
-        if key in _LIST_KEYS and isinstance(base, list) and isinstance(value, list):
+        if key == "releases" and isinstance(base, Mapping) and isinstance(value, Mapping):
+            # A release given a version alone keeps its image list.
+            merged[key] = {
+                name: {**base[name], **release}
+                if isinstance(base.get(name), Mapping) and isinstance(release, Mapping)
+                else release
+                for name, release in {**base, **value}.items()
+            }
+        elif key in _LIST_KEYS and isinstance(base, list) and isinstance(value, list):
             merged[key] = _merge_lists(base, value, _LIST_KEYS[key])
         elif isinstance(base, Mapping) and isinstance(value, Mapping):
             merged[key] = {**base, **value}

@@ -1,4 +1,4 @@
-"""The mutation of one chaos pod (SPEC section 6), as an RFC 6902 JSON Patch.
+"""The mutation of one chaos pod (docs/contract.md#mutation), as an RFC 6902 JSON Patch.
 
 Works on the pod as the API sends it (plain dicts and lists) and never copies it: it reads the pod
 and emits only the operations needed. Mutating an already mutated pod yields no operation.

@@ -1,6 +1,7 @@
 """Docker image references: parse, validate and rebuild them the way a container runtime reads them.
 
-The webhook rewrites every image of a chaos pod to the registry its organisation chose (SPEC section 6).
+The webhook rewrites every image of a chaos pod to the registry its organisation chose
+(docs/contract.md#mutation).
 That is only safe when the webhook reads an image exactly as Docker, containerd and CRI-O will: the same
 grammar (distribution/reference) and the same normalisation (``ParseNormalizedNamed``): ``nginx`` is
 ``docker.io/library/nginx``, ``harness/chaos-ddcr`` is ``docker.io/harness/chaos-ddcr``, and the first

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from webhook.core.availability import unavailable_warning
 from webhook.core.classifier import PodClassifier, ScopeBinding, opted_out, scope_from_labels
 from webhook.core.documents import quote
 from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope
@@ -119,24 +120,36 @@ class CompiledConfig:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What admission reads: the compiled configuration and every namespace's labels."""
+    """What admission reads: the compiled configuration, every namespace's labels, and the images
+    the last registry check found unavailable (image -> reason; empty when the check is off)."""
 
     config: CompiledConfig
     namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    unavailable_images: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def admit(
         self, pod: Mapping[str, Any], namespace: str, old_pod: Mapping[str, Any] | None = None
     ) -> Mutation:
         labels = self.namespaces.get(namespace)
         mutation = self.config.mutate(pod, labels, old_pod)
+        notes: list[str] = []
         if labels is None and mutation.chaos:
-            note = f"namespace {quote(namespace)} is not known: treated as a namespace without labels"
-            return Mutation(
-                chaos=True,
-                reason=mutation.reason,
-                scope=mutation.scope,
-                patch=mutation.patch,
-                warnings=(note, *mutation.warnings),
-                rewrites=mutation.rewrites,
-            )
-        return mutation
+            notes.append(f"namespace {quote(namespace)} is not known: treated as a namespace without labels")
+        late: list[str] = []
+        if self.unavailable_images and mutation.rewrites:
+            # Admitted all the same: the check may be stale, and a pull may still succeed.
+            late = [
+                unavailable_warning(r.image, self.unavailable_images[r.image])
+                for r in mutation.rewrites
+                if r.image in self.unavailable_images
+            ]
+        if not notes and not late:
+            return mutation
+        return Mutation(
+            chaos=True,
+            reason=mutation.reason,
+            scope=mutation.scope,
+            patch=mutation.patch,
+            warnings=tuple(dict.fromkeys((*notes, *mutation.warnings, *late))),
+            rewrites=mutation.rewrites,
+        )

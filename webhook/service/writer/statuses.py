@@ -17,14 +17,14 @@ from typing import Any
 import orjson
 from kubernetes import client
 
-from webhook.core.models import API_GROUP, API_VERSION, PLURAL
+from webhook.core.availability import Availability
+from webhook.core.models import API_GROUP, API_VERSION, MANAGER, PLURAL
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.core.status import SecretSources, attention_needed, desired_statuses, owned, status_patch
 from webhook.service.kube.errors import describe, status_of
 from webhook.service.state import ConfigState, RegistryObject
 from webhook.service.writer.events import EventPoster
 from webhook.service.writer.failures import FailureLog
-from webhook.service.writer.names import MANAGER
 
 logger = logging.getLogger("webhook.writer")
 
@@ -51,10 +51,12 @@ class StatusInputs:
     config: CompiledConfig
     sources: SecretSources
     records: tuple[RegistryObject, ...]
+    availability: Availability | None = None  # the last registry check (opt-in)
 
     def same(self, other: StatusInputs) -> bool:
         return (
             self.config is other.config
+            and self.availability is other.availability
             and self.sources == other.sources
             and len(self.records) == len(other.records)
             and all(a is b for a, b in zip(self.records, other.records, strict=True))
@@ -97,7 +99,7 @@ class StatusWriter:
         # RegistryObjects are replaced, never changed, on each watch event: a tuple of them is a
         # consistent view the thread below can read while the watches go on.
         records = tuple(self.state.objects.values())
-        inputs = StatusInputs(snapshot.config, sources, records)
+        inputs = StatusInputs(snapshot.config, sources, records, self.state.availability)
         if self.settled is not None and self.settled.same(inputs):
             return True
         clean = True
@@ -132,7 +134,8 @@ class StatusWriter:
             observed = owned(record.status)
             current = self.current_status(record.name, observed)
             views.append(RegistryView(record.name, record.generation, current, record.problems, observed))
-        return views, desired_statuses(snapshot.config, views, sources, datetime.now(UTC))
+        now = datetime.now(UTC)
+        return views, desired_statuses(snapshot.config, views, sources, now, self.state.availability)
 
     def current_status(self, name: str, observed: dict[str, Any]) -> dict[str, Any]:
         """The owned status to compare with: what we wrote, until the watch delivers a newer one."""
