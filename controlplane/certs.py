@@ -1,6 +1,6 @@
 """Certificates and keys for the local control plane and for test webhook servers.
 
-The CA itself is the webhook's own (`webhook.service.pki`): one implementation, made with
+The CA itself is the webhook's own (`webhook.pki`): one implementation, made with
 `cryptography`, so tests need no openssl binary. This module adds what only a control plane needs.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from webhook.service.pki import (
+from webhook.pki import (
     CertificateAuthority,
     KeyPair,
     new_key,

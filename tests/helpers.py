@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import yaml
+
 from controlplane.certs import CertificateAuthority
 
 T = TypeVar("T")
@@ -240,3 +242,12 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}") from last_error
         time.sleep(interval)
+
+
+def contract_example() -> dict[str, Any]:
+    """The ChaosImageRegistry example of docs/contract.md (its first YAML block): tests check the
+    example users read rather than a copy of it."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "contract.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    example: dict[str, Any] = yaml.safe_load(block)
+    return example

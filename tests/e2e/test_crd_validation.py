@@ -1,8 +1,10 @@
-"""The ChaosImageRegistry CRD against a real kube-apiserver (SPEC section 3).
+"""The ChaosImageRegistry CRD against a real kube-apiserver
+(docs/contract.md#the-chaosimageregistry-resource).
 
 Applies the chart's CRD, waits until it is Established, then shows that the API server accepts
-SPEC section 3's example and refuses every invalid resource at `kubectl apply` with a message that
-names the field: the OpenAPI patterns and the CEL rules (including the transition rule that makes
+the example of docs/contract.md#the-chaosimageregistry-resource and refuses every invalid
+resource at `kubectl apply` with a message that names the field: the OpenAPI patterns and the CEL
+rules (including the transition rule that makes
 `spec.scope` immutable) are evaluated by the API server itself, not by our code.
 """
 
@@ -21,6 +23,7 @@ import pytest
 import yaml
 
 from controlplane import ControlPlane
+from tests.helpers import contract_example
 
 pytestmark = pytest.mark.e2e
 
@@ -31,37 +34,12 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
 def spec_example(name: str, account: str) -> dict[str, Any]:
-    """SPEC section 3's example, under a name and account of its own so tests do not collide."""
-    return {
-        "apiVersion": "chaosregistry.io/v1alpha1",
-        "kind": "ChaosImageRegistry",
-        "metadata": {"name": name, "labels": {"test": "crd-validation"}},
-        "spec": {
-            "scope": {
-                "account": account,
-                "organization": "retail",
-                "project": "payments",
-                "infrastructure": "prod-ddcr",
-            },
-            "registry": {
-                "server": "registry.acme.corp:5000/mirror",
-                "account": "harness",
-                "type": "Private",
-                "secretName": "acme-pull",
-                "secretNamespace": "chaos-system",
-            },
-            "allowOverrides": False,
-            "customImages": {
-                "enabled": True,
-                "images": {
-                    "ddcr": "registry.acme.corp/chaos/chaos-ddcr:1.47.0",
-                    "logWatcher": "registry.acme.corp/chaos/chaos-log-watcher:1.47.0",
-                    "ddcrLib": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-                    "ddcrFault": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-                },
-            },
-        },
-    }
+    """The example of docs/contract.md#the-chaosimageregistry-resource, under a name and account
+    of its own so tests do not collide."""
+    example = contract_example()
+    example["metadata"] = {"name": name, "labels": {"test": "crd-validation"}}
+    example["spec"]["scope"]["account"] = account
+    return example
 
 
 @pytest.fixture(scope="module")
@@ -382,35 +360,36 @@ def test_printer_columns(crd: ControlPlane, cleanup: list[str], uid: str) -> Non
 
     # The session's webhook may be running: its writer owns status and may rewrite the Blocked
     # condition at any moment. The column must show whatever the stored condition says.
-    def blocked_condition() -> str:
-        stored = json.loads(crd.kubectl("get", "cir", name, "-o", "json").stdout)
-        conditions = stored.get("status", {}).get("conditions", [])
-        return next(c["status"] for c in conditions if c["type"] == "Blocked")
+    def stored_status() -> dict[str, Any]:
+        status: dict[str, Any] = json.loads(crd.kubectl("get", "cir", name, "-o", "json").stdout)["status"]
+        return status
 
-    def row_matches(server: str) -> bool:
+    # Server and type are what is in effect for the scope, as the status says (not the spec's own).
+    def row_matches() -> bool:
         for _ in range(50):
             cells = crd.kubectl("get", "cir", name, "--no-headers").stdout.split()
-            expected = [name, "Infrastructure", f"acme-{uid}/retail/payments/prod-ddcr", server, "Private"]
-            assert cells[:5] == expected
-            if cells[5] == blocked_condition():
+            status = stored_status()
+            blocked = next(c["status"] for c in status["conditions"] if c["type"] == "Blocked")
+            expected = [name, "Infrastructure", f"acme-{uid}/retail/payments/prod-ddcr"]
+            assert cells[:3] == expected
+            if cells[3:6] == [status["effectiveServer"], status["effectiveType"], blocked]:
                 return True
             time.sleep(0.1)
         return False
 
     header = crd.kubectl("get", "cir", name).stdout.splitlines()[0]
-    assert header.split() == ["NAME", "LEVEL", "SCOPE", "SERVER", "TYPE", "BLOCKED", "AGE"]
-    assert row_matches("registry.acme.corp:5000/mirror")
+    assert header.split() == ["NAME", "LEVEL", "SCOPE", "SERVER", "TYPE", "BLOCKED", "IMAGES", "AGE"]
+    assert row_matches()
 
     # every column has priority 0: -o wide adds nothing
     wide = crd.kubectl("get", "cir", name, "-o", "wide").stdout.splitlines()[0].split()
-    assert wide == ["NAME", "LEVEL", "SCOPE", "SERVER", "TYPE", "BLOCKED", "AGE"]
+    assert wide == ["NAME", "LEVEL", "SCOPE", "SERVER", "TYPE", "BLOCKED", "IMAGES", "AGE"]
 
     # status is a subresource: a spec update through the main resource keeps it
     changed = spec_example(name, f"acme-{uid}")
     changed["spec"]["registry"]["server"] = "mirror.acme.corp"
     apply(crd, changed, check=True)
-    assert blocked_condition() in ("True", "False")
-    assert row_matches("mirror.acme.corp")
+    assert row_matches()
 
 
 def test_status_is_validated(crd: ControlPlane, cleanup: list[str], uid: str) -> None:

@@ -37,7 +37,7 @@ from webhook.core.loader import parse_registry
 from webhook.core.models import ChaosImageRegistry, load_defaults
 from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig, Snapshot
-from webhook.service.server import MAX_REQUEST_BYTES
+from webhook.service.admission.server import MAX_REQUEST_BYTES
 
 SECTION_HTTPS = "fuzz over HTTPS (serve process)"
 SECTION_PODS = "generated pods through the apiserver (dry-run)"

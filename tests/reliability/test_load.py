@@ -79,6 +79,8 @@ def test_steady_load_without_errors_or_memory_growth(
     cluster.registry("root", {"registry": {"server": "load.mirror.example", "account": "chaos"}})
     namespace = cluster.namespace()
     bodies = _bodies(namespace)
+    # Answers come back in any order under load: each is judged by the uid it answers.
+    expects_patch = {orjson.loads(body)["request"]["uid"]: chaos for body, chaos in bodies}
     lock = threading.Lock()
     problems: list[str] = []
     latencies: list[float] = []
@@ -87,16 +89,19 @@ def test_steady_load_without_errors_or_memory_growth(
 
     def judge(index: int, answer: Answer, measured: bool) -> None:
         nonlocal last_answer
-        body, chaos = bodies[index % len(bodies)]
         problem = None
+        chaos = False
         if answer.error is not None or answer.status != 200:
             problem = f"HTTP {answer.status} {answer.error or answer.body[:200]!r}"
         else:
             response = orjson.loads(answer.body)["response"]
-            if response.get("allowed") is not True:
+            chaos = expects_patch.get(response.get("uid"), False)
+            if response.get("uid") not in expects_patch:
+                problem = f"answer to an unknown uid: {response.get('uid')!r}"
+            elif response.get("allowed") is not True:
                 problem = f"refused: {response}"
             elif chaos and "patch" not in response:
-                problem = f"chaos pod without a patch: {orjson.loads(body)['request']['uid']}"
+                problem = f"chaos pod without a patch: {response['uid']}"
             elif chaos:
                 patch = orjson.loads(base64.b64decode(response["patch"]))
                 if not any(op["path"].endswith("/image") for op in patch):

@@ -20,7 +20,7 @@ from controlplane import ControlPlane
 from tests.e2e.service.conftest import Cluster
 from tests.reliability import figures
 from tests.reliability.support import running_webhook
-from webhook.service.pki import CertificateAuthority
+from webhook.pki import CertificateAuthority
 
 SECTION = "TLS versions of the admission port"
 

@@ -16,7 +16,7 @@ import pytest
 
 from webhook.core.models import load_defaults
 from webhook.core.snapshot import CompiledConfig, Mutation, Snapshot
-from webhook.service.admission import AdmissionHandler
+from webhook.service.admission.handler import AdmissionHandler
 
 POD = {
     "apiVersion": "v1",

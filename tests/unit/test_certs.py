@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from webhook.service.certs import ServingContext
-from webhook.service.pki import CertificateAuthority
+from webhook.pki import CertificateAuthority
+from webhook.service.tls.certificates import ServingContext
 
 
 def rsa_pair() -> tuple[bytes, bytes]:

@@ -1,4 +1,5 @@
-"""Tests for webhook.core.classifier and the admission decision of webhook.core.snapshot (SPEC §5).
+"""Tests for webhook.core.classifier and the admission decision of webhook.core.snapshot
+(docs/contract.md#scopes-and-chaos-pods).
 
 Which pods are chaos pods (every pod kind of DOMAIN.md, from examples/pods), which are helper pods,
 which scope a namespace binds them to (never the pod's own labels), and the opt-out label.
@@ -13,12 +14,10 @@ import pytest
 from tests.unit.conftest import EntryFactory, PodLoader
 from webhook.core.classifier import PodClassifier, opted_out, scope_from_labels
 from webhook.core.loader import LoadedConfig
-from webhook.core.models import DefaultsConfig, Scope, load_defaults
+from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope, load_defaults
 from webhook.core.snapshot import CompiledConfig, Snapshot
 
-A, ORG, P, INF = (
-    f"chaosregistry.io/{level}" for level in ("account", "organization", "project", "infrastructure")
-)
+A, ORG, P, INF = SCOPE_LABELS
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from webhook.service.writer import _parse_record, record_text
+from webhook.service.writer.record import parse_record, record_text
 
 
 def test_the_record_is_grouped_by_source_and_reads_back_the_same() -> None:
@@ -18,7 +18,7 @@ def test_the_record_is_grouped_by_source_and_reads_back_the_same() -> None:
         "chaos-system/acme-pull": ["team-a", "team-b"],
         "secrets/other-pull": ["team-c/renamed"],
     }
-    assert _parse_record(text) == record
+    assert parse_record(text) == record
 
 
 def test_ten_thousand_copies_fit_a_configmap_with_room_to_spare() -> None:
@@ -31,10 +31,10 @@ def test_ten_thousand_copies_fit_a_configmap_with_room_to_spare() -> None:
 
 def test_the_first_format_is_still_read() -> None:
     text = json.dumps([{"namespace": "team-a", "name": "acme-pull", "source": "chaos-system/acme-pull"}])
-    assert _parse_record(text) == {("team-a", "acme-pull"): "chaos-system/acme-pull"}
+    assert parse_record(text) == {("team-a", "acme-pull"): "chaos-system/acme-pull"}
 
 
 def test_what_does_not_parse_is_dropped_not_guessed() -> None:
-    assert _parse_record("{not json") == {}
-    assert _parse_record(json.dumps({"no-slash": ["team-a"], "ns/name": "not a list"})) == {}
-    assert _parse_record(json.dumps({"ns/name": ["", 7, "team-a"]})) == {("team-a", "name"): "ns/name"}
+    assert parse_record("{not json") == {}
+    assert parse_record(json.dumps({"no-slash": ["team-a"], "ns/name": "not a list"})) == {}
+    assert parse_record(json.dumps({"ns/name": ["", 7, "team-a"]})) == {("team-a", "name"): "ns/name"}

@@ -1,4 +1,5 @@
-"""Offline checks of the ChaosImageRegistry CustomResourceDefinition (SPEC section 3).
+"""Offline checks of the ChaosImageRegistry CustomResourceDefinition
+(docs/contract.md#the-chaosimageregistry-resource).
 
 The API server enforces the schema; these tests pin its shape (names, scope, printer columns, CEL
 rules with messages, CEL cost guards) and run the schema's own regular expressions through Python
@@ -17,58 +18,17 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import contract_example
+from webhook.core.models import LEVELS, load_defaults
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "charts" / "chaos-registry-webhook" / "crds" / "chaosimageregistries.chaosregistry.io.yaml"
 
-CATALOG_COMPONENTS = [
-    "ddcr",
-    "logWatcher",
-    "ddcrLib",
-    "ddcrFault",
-    "discoveryCollector",
-    "chaosRunner",
-    "goRunner",
-    "chaosOperator",
-    "chaosExporter",
-    "litmusChecker",
-    "k8s",
-    "argoexec",
-    "workflowController",
-    "subscriber",
-    "eventTracker",
-]
+# The built-in catalog's components (and helper components): what the CRD must accept.
+CATALOG_COMPONENTS = sorted(load_defaults().component_names)
 
-# SPEC section 3's example.
-SPEC_EXAMPLE: dict[str, Any] = {
-    "apiVersion": "chaosregistry.io/v1alpha1",
-    "kind": "ChaosImageRegistry",
-    "metadata": {"name": "acme-payments"},
-    "spec": {
-        "scope": {
-            "account": "acme",
-            "organization": "retail",
-            "project": "payments",
-            "infrastructure": "prod-ddcr",
-        },
-        "registry": {
-            "server": "registry.acme.corp:5000/mirror",
-            "account": "harness",
-            "type": "Private",
-            "secretName": "acme-pull",
-            "secretNamespace": "chaos-system",
-        },
-        "allowOverrides": False,
-        "customImages": {
-            "enabled": True,
-            "images": {
-                "ddcr": "registry.acme.corp/chaos/chaos-ddcr:1.47.0",
-                "logWatcher": "registry.acme.corp/chaos/chaos-log-watcher:1.47.0",
-                "ddcrLib": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-                "ddcrFault": "registry.acme.corp/chaos/chaos-ddcr-faults:1.47.0",
-            },
-        },
-    },
-}
+# The example of docs/contract.md#the-chaosimageregistry-resource.
+CONTRACT_EXAMPLE = contract_example()
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -172,14 +132,16 @@ def test_version_served_stored_with_status(version: dict[str, Any]) -> None:
 
 def test_printer_columns(version: dict[str, Any]) -> None:
     columns = {column["name"]: column for column in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Level", "Scope", "Server", "Type", "Blocked", "Age"]
+    assert list(columns) == ["Level", "Scope", "Server", "Type", "Blocked", "Images", "Age"]
     assert columns["Level"]["jsonPath"] == ".status.level"
     assert columns["Scope"]["jsonPath"] == ".status.scope"
-    assert columns["Server"]["jsonPath"] == ".spec.registry.server"
-    assert columns["Type"]["jsonPath"] == ".spec.registry.type"
+    # What is in effect for the scope (inherited or own), as the status says: not the spec's own field.
+    assert columns["Server"]["jsonPath"] == ".status.effectiveServer"
+    assert columns["Type"]["jsonPath"] == ".status.effectiveType"
+    assert columns["Images"]["jsonPath"] == '.status.conditions[?(@.type=="ImagesAvailable")].status'
     assert columns["Blocked"]["jsonPath"] == '.status.conditions[?(@.type=="Blocked")].status'
     assert columns["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-    for name in ("Level", "Scope", "Server", "Type", "Blocked"):
+    for name in ("Level", "Scope", "Server", "Type", "Blocked", "Images"):
         assert columns[name]["type"] == "string"
         assert columns[name].get("priority", 0) == 0, f"{name} shows in plain `kubectl get cir`"
 
@@ -244,7 +206,8 @@ def test_component_key_rule_lists_the_catalog(schema: dict[str, Any]) -> None:
     images = spec_props(schema)["customImages"]["properties"]["images"]
     (rule,) = images["x-kubernetes-validations"]
     listed = re.findall(r"'([A-Za-z0-9]+)'", rule["rule"])
-    assert listed == CATALOG_COMPONENTS
+    assert sorted(listed) == CATALOG_COMPONENTS
+    assert len(listed) == len(set(listed))
     for component in CATALOG_COMPONENTS:
         assert component in rule["message"]
 
@@ -301,13 +264,13 @@ def test_patterns_stay_in_the_portable_regex_subset(schema: dict[str, Any]) -> N
     ["acme", "retail", "payments", "prod-ddcr", "A", "9", "Acme.Retail_1", "a-b_c.d", "x" * 63],
 )
 def test_scope_identifier_good(schema: dict[str, Any], value: str) -> None:
-    for field in ("account", "organization", "project", "infrastructure"):
+    for field in LEVELS:
         assert matches(pattern(schema, f".spec.scope.{field}"), value), (field, value)
 
 
 @pytest.mark.parametrize("value", ["", "-acme", "acme-", "_a", "a.", "a b", "acme/retail", "açme", "a\n"])
 def test_scope_identifier_bad(schema: dict[str, Any], value: str) -> None:
-    for field in ("account", "organization", "project", "infrastructure"):
+    for field in LEVELS:
         assert not matches(pattern(schema, f".spec.scope.{field}"), value), (field, value)
 
 
@@ -459,7 +422,7 @@ def test_secret_fields(schema: dict[str, Any], field: str, good: list[str], bad:
 
 
 # ---------------------------------------------------------------------------------------------
-# the SPEC example against the OpenAPI part of the schema (the API server checks the CEL part)
+# the example of docs/contract.md against the OpenAPI part of the schema (the API server checks the CEL part)
 
 
 def openapi_errors(node: dict[str, Any], value: Any, path: str = "") -> list[str]:
@@ -499,7 +462,7 @@ def openapi_errors(node: dict[str, Any], value: Any, path: str = "") -> list[str
 
 
 def test_spec_example_fits_the_schema(schema: dict[str, Any]) -> None:
-    assert openapi_errors(schema, SPEC_EXAMPLE) == []
+    assert openapi_errors(schema, CONTRACT_EXAMPLE) == []
 
 
 def test_checker_sees_bad_values(schema: dict[str, Any]) -> None:

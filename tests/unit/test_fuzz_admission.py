@@ -35,7 +35,8 @@ from tests.reliability.scale import current_scale
 from webhook.core.jsonpatch import apply_patch
 from webhook.core.models import DefaultsConfig, Scope, load_defaults
 from webhook.service import state as state_module
-from webhook.service.admission import MAX_WARNING_LENGTH, AdmissionHandler
+from webhook.service.admission.decision import MAX_WARNING_LENGTH
+from webhook.service.admission.handler import AdmissionHandler
 from webhook.service.state import ConfigState
 
 SCALE = current_scale()

@@ -1,4 +1,5 @@
-"""Golden tests of the `chaos-registry` program on the examples: the outputs users read (SPEC §7).
+"""Golden tests of the `chaos-registry` program on the examples: the outputs users read
+(docs/contract.md#the-command-line-program).
 
 For every pod in examples/pods: `mutate` (YAML) and `mutate --patch`; for every namespace in
 examples/config/namespaces.yaml: `explain --namespace`; and `validate` of examples/config. Each run's
@@ -43,6 +44,32 @@ for _pod in _pods():
 for _namespace in _namespaces():
     CASES[f"explain/{_namespace}.txt"] = ["explain", "-c", CONFIG, "--namespace", _namespace]
 CASES["validate/examples.txt"] = ["validate", "-c", CONFIG]
+# `images`: the mirror inputs people feed to skopeo, crane and oras are contracts too.
+CASES["images/table.txt"] = ["images", "-c", CONFIG]
+CASES["images/json-payments-prod.txt"] = [
+    "images",
+    "-c",
+    CONFIG,
+    "--namespace",
+    "payments-prod-chaos",
+    "-o",
+    "json",
+]
+CASES["images/skopeo-sync.txt"] = ["images", "-c", CONFIG, "-o", "skopeo-sync"]
+CASES["images/list-versions.txt"] = [
+    "images",
+    "-c",
+    CONFIG,
+    "-o",
+    "list",
+    "--hce-version",
+    "1.50.1",
+    "--litmus-version",
+    "3.12.0",
+]
+CASES["images/hce-only.txt"] = ["images", "-c", CONFIG, "--scope", "acme/retail", "--release", "hce"]
+CASES["images/bad-version.txt"] = ["images", "-c", CONFIG, "--litmus-version", "3.12/0"]
+CASES["images/unknown-release.txt"] = ["images", "-c", CONFIG, "--release", "chaos-mesh"]
 
 
 def render(argv: list[str]) -> str:

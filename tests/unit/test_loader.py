@@ -1,4 +1,5 @@
-"""Tests for webhook.core.loader: CONFIG files and folders, one problem line per mistake (SPEC §7).
+"""Tests for webhook.core.loader: CONFIG files and folders, one problem line per mistake
+(docs/contract.md#the-command-line-program).
 
 Every problem must name the file, the document and the field, and every problem of a CONFIG is
 reported at once (a user fixes them in one go, not one per run).
@@ -172,7 +173,7 @@ def test_creation_timestamp_is_read(tmp_path: Path) -> None:
         ),
         (
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {a: 1}\n",
-            "x.yaml: document 1 (Namespace n): metadata.labels: must map strings to strings",
+            "x.yaml: document 1 (Namespace n): metadata.labels.a: must be a string, not int",
         ),
         (
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {}\n",
@@ -263,7 +264,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         ("missing", "{p}: cannot read: no such file or folder"),
         ("empty-folder", "{p}: folder holds no .yaml, .yml or .json file"),
         ("folder-of-other-files", "{p}: folder holds no .yaml, .yml or .json file"),
-        ("binary", "{p}: cannot read: 'utf-8' codec can't decode byte 0xff"),
+        ("binary", "{p}: cannot read: not UTF-8 text (byte 0)"),
     ],
 )
 def test_unreadable_inputs(tmp_path: Path, setup: str, expected: str) -> None:

@@ -1,4 +1,4 @@
-"""Tests for webhook.core.models: scopes, the ChaosImageRegistry resource and the defaults (SPEC §3, §5, §6).
+"""Tests for webhook.core.models: scopes, the ChaosImageRegistry resource and the defaults (docs/contract.md).
 
 Every invalid resource must be refused with a line that names the field, as the API server would.
 The image reference grammar itself is tested in test_reference.py; here only how the models use it.
@@ -243,7 +243,7 @@ def test_registry_type_and_secret(registry: dict[str, str], problem: str | None)
 
 def test_private_secret_must_be_in_own_spec_not_inherited() -> None:
     # The parent has the secret; the child still may not say Private without its own secretName:
-    # the API server only sees one object at a time (SPEC §3).
+    # the API server only sees one object at a time (docs/contract.md#the-chaosimageregistry-resource).
     assert problems_of(
         {
             "scope": {"account": "acme", "organization": "retail"},

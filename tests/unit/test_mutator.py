@@ -1,4 +1,5 @@
-"""Tests for webhook.core.mutator through CompiledConfig.mutate: what a mutation does (SPEC §6).
+"""Tests for webhook.core.mutator through CompiledConfig.mutate: what a mutation does
+(docs/contract.md#mutation).
 
 Each test builds a small configuration, mutates a pod, applies the JSON Patch with
 webhook.core.jsonpatch and checks the result; most also check that a second pass changes nothing.
@@ -13,10 +14,10 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import EntryFactory, PodLoader, make_entry
-from webhook.core.jsonpatch import apply_patch
+from webhook.core.jsonpatch import apply_patch, escape_pointer
 from webhook.core.loader import LoadedConfig
 from webhook.core.models import DefaultsConfig
-from webhook.core.mutator import Rewrite, escape_pointer
+from webhook.core.mutator import Rewrite
 from webhook.core.snapshot import CompiledConfig, Mutation
 
 NS = {"chaosregistry.io/account": "acme"}

@@ -256,7 +256,7 @@ SERVERS: list[tuple[str, str | None]] = [
     ("", "empty"),
     ("foo", "registry server 'foo' would be read as a Docker Hub namespace"),
     ("foo/bar", "would be read as a Docker Hub namespace"),
-    ("FOO", "would be read as a Docker Hub namespace"),
+    ("FOO", "is a single-label host in upper case: write the host in lower case"),
     ("https://registry.acme.corp", "scheme"),
     ("http://reg.io/x", "scheme"),
     ("reg.io/", "must not end with '/'"),

@@ -1,4 +1,5 @@
-"""Tests for webhook.core.resolver: the effective registry of a scope (SPEC §4) and Blocked/Conflicting.
+"""Tests for webhook.core.resolver: the effective registry of a scope (docs/contract.md#resolution)
+and Blocked/Conflicting.
 
 Resolution starts from the defaults, merges each level's resource field by field top-down, stops at
 the first resource with allowOverrides false, and records where every field came from.

@@ -1,5 +1,6 @@
 """Tests for webhook.core.status: the desired status of every ChaosImageRegistry and the pull-secret
-copies (SPEC sections 3 and 6), table by table. Pure: no cluster, a fixed clock.
+copies (docs/contract.md#the-chaosimageregistry-resource, #pull-secret-copies), table by table.
+Pure: no cluster, a fixed clock.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import make_entry
-from webhook.core.models import DefaultsConfig, load_defaults
+from webhook.core.models import LEVELS, DefaultsConfig, load_defaults
 from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig
 from webhook.core.status import (
@@ -25,7 +26,8 @@ from webhook.core.status import (
     format_time,
     status_patch,
 )
-from webhook.service.writer import copies_configmap_name, data_hash, source_label_value
+from webhook.service.writer.copies import data_hash, source_label_value
+from webhook.service.writer.record import copies_configmap_name
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 EARLIER = "2024-04-01T08:00:00Z"
@@ -468,7 +470,7 @@ def test_attention_needed_when_a_condition_turns_true(
 
 
 def ns(*scope: str, **extra: str) -> dict[str, str]:
-    keys = ("account", "organization", "project", "infrastructure")
+    keys = LEVELS
     labels = {f"chaosregistry.io/{k}": v for k, v in zip(keys, scope, strict=False)}
     labels.update({k.replace("_", "/"): v for k, v in extra.items()})
     return labels

@@ -1,32 +1,56 @@
 """The `chaos-registry` command line: mutate, explain and validate offline; serve runs the webhook.
 
-Exit codes: 0 done, 1 bad input (one line per problem on stderr, naming file and field), 2 usage.
+Exit codes (README "Command line"): 0 done; 1 bad input, output that cannot be written, or `serve`
+unable to start (one line per problem on stderr, naming the file, field or setting); 2 usage (a
+command-line flag or value); 3 an internal error (a bug, reported in one line: please report it).
+Never a traceback: every input a user or a pod author controls ends in one of these.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
+import os
+import socket
+import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-import yaml
-
+from webhook.cli.pod import explain_pod
+from webhook.cli.registry import add_commands as add_registry_commands
+from webhook.cli.registry import add_source_arguments, load_source
 from webhook.core.classifier import opted_out, scope_from_labels
+from webhook.core.documents import MAX_INPUT_BYTES, dump_yaml, quote
 from webhook.core.jsonpatch import apply_patch
 from webhook.core.loader import ConfigError, LoadedConfig, load_config, load_documents
 from webhook.core.models import INJECT_LABEL, Scope
 from webhook.core.resolver import REGISTRY_FIELDS, Effective
 from webhook.service.options import add_serve_arguments, options_from_args, validate_options
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+INPUT_LIMIT_TEXT = f"every input file (and stdin) is read up to {MAX_INPUT_BYTES // (1024 * 1024)} MiB"
+EPILOG = (
+    f"Inputs: {INPUT_LIMIT_TEXT}, 100 levels of nesting and 1,000,000 values once YAML aliases are "
+    "expanded. Exit codes: 0 done, 1 bad input (one line per problem, naming file and field), "
+    "unwritable output or serve unable to start, 2 usage, 3 internal error."
+)
+logger = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit 2), pointing at --help instead of repeating the usage."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _dump(document: Any, output: str) -> str:
     if output == "json":
         return json.dumps(document, indent=2) + "\n"
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    return dump_yaml(document)
 
 
 def _warn(message: str, stream: TextIO) -> None:
@@ -41,7 +65,7 @@ def _read_pod(path: str) -> dict[str, Any]:
     if not isinstance(pod, dict):
         raise ConfigError([f"{path}: not a Kubernetes object (expected a mapping with apiVersion and kind)"])
     if pod.get("kind") != "Pod":
-        raise ConfigError([f"{path}: kind: expected Pod, found {pod.get('kind')!r}"])
+        raise ConfigError([f"{path}: kind: expected Pod, found {quote(pod.get('kind'))}"])
     if not isinstance(pod.get("spec"), dict):
         raise ConfigError([f"{path}: spec: missing or not a mapping"])
     return pod
@@ -55,7 +79,8 @@ def cmd_mutate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     namespace = namespace if isinstance(namespace, str) and namespace else "default"
     if namespace not in loaded.namespaces:
         _warn(
-            f"namespace {namespace!r} of {args.pod} is not in CONFIG: treated as a namespace without labels",
+            f"namespace {quote(namespace)} of {args.pod} is not in CONFIG: "
+            "treated as a namespace without labels",
             err,
         )
     mutation = loaded.snapshot().config.mutate(pod, loaded.namespaces.get(namespace))
@@ -77,7 +102,9 @@ def _explain_scope(args: argparse.Namespace, loaded: LoadedConfig, err: TextIO) 
             raise ConfigError([f"--scope: {error}"]) from None
     labels = loaded.namespaces.get(args.namespace)
     if labels is None:
-        _warn(f"namespace {args.namespace!r} is not in CONFIG: treated as a namespace without labels", err)
+        _warn(
+            f"namespace {quote(args.namespace)} is not in CONFIG: treated as a namespace without labels", err
+        )
         labels = {}
     binding = scope_from_labels(labels, defaults.default_account)
     if binding.warning:
@@ -161,8 +188,10 @@ def _explain_text(document: dict[str, Any]) -> str:
 
 
 def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    loaded = load_config(args.config)
+    loaded, cluster = load_source(args, err)
     config = loaded.compile()
+    if args.pod is not None:
+        return explain_pod(args, loaded, cluster, out, err)
     scope = _explain_scope(args, loaded, err)
     effective = config.effective(scope)
     blocked_below = []
@@ -191,6 +220,20 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
+def _docker_hub_library_warning(effective: Effective) -> str | None:
+    """Docker Hub without an account puts every image into its official `library/` namespace."""
+    if effective.server not in DOCKER_HUB_HOSTS or effective.account:
+        return None
+    return (
+        f"registry server {effective.server} with an empty account: images would be rewritten to "
+        f"{effective.server}/<name>, which Docker Hub reads as its official library/<name> images, "
+        "not your organisation's; set registry.account"
+    )
+
+
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     loaded = load_config(args.config)
     config = loaded.compile()
@@ -202,8 +245,11 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             warnings.append(f"{where} (ChaosImageRegistry {entry.name}): Conflicting: {conflict.message()}")
         elif (blocked := config.index.blocked(entry)) is not None:
             warnings.append(f"{where} (ChaosImageRegistry {entry.name}): Blocked: {blocked.message()}")
-        for problem in config.effective(entry.scope).problems:
+        effective = config.effective(entry.scope)
+        for problem in effective.problems:
             problems.append(f"{where} (ChaosImageRegistry {entry.name}): {problem}")
+        if (hub := _docker_hub_library_warning(effective)) is not None:
+            warnings.append(f"{where} (ChaosImageRegistry {entry.name}): {hub}")
     for name, labels in sorted(loaded.namespaces.items()):
         binding = scope_from_labels(labels, config.defaults.default_account)
         where = loaded.sources[f"Namespace/{name}"]
@@ -235,20 +281,23 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="CONFIG",
         help="YAML file or folder of ChaosImageRegistry, Namespace and defaults ConfigMap documents "
-        "(repeatable)",
+        f"(repeatable; a mounted ConfigMap folder is read once; {INPUT_LIMIT_TEXT})",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chaos-registry",
         description="Make every chaos-experiment pod pull its images from its organisation's registry.",
+        epilog=EPILOG,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    mutate = commands.add_parser("mutate", help="print a pod as the webhook would admit it")
+    mutate = commands.add_parser("mutate", help="print a pod as the webhook would admit it", epilog=EPILOG)
     _add_config(mutate)
-    mutate.add_argument("pod", metavar="POD_FILE", help="a Pod in YAML or JSON; - reads stdin")
+    mutate.add_argument(
+        "pod", metavar="POD_FILE", help=f"a Pod in YAML or JSON; - reads stdin ({INPUT_LIMIT_TEXT})"
+    )
     mutate.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     mutate.add_argument(
         "--patch", action="store_true", help="print the RFC 6902 JSON Patch instead of the pod"
@@ -256,17 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
     mutate.set_defaults(handler=cmd_mutate)
 
     explain = commands.add_parser(
-        "explain", help="print the effective registry of a scope and where it comes from"
+        "explain", help="print the effective registry of a scope and where it comes from", epilog=EPILOG
     )
-    _add_config(explain)
+    add_source_arguments(explain)
     target = explain.add_mutually_exclusive_group(required=True)
     target.add_argument("--namespace", metavar="NAME", help="the scope bound by this namespace's labels")
     target.add_argument("--scope", metavar="ACCOUNT[/ORG[/PROJECT[/INFRA]]]", help="a scope")
+    target.add_argument(
+        "--pod",
+        metavar="NAMESPACE/NAME",
+        help="with --cluster: a pod's recorded original images and scope, and what the webhook decided",
+    )
     explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
     explain.set_defaults(handler=cmd_explain)
 
     validate = commands.add_parser(
-        "validate", help="check every document as the API server and resolver would"
+        "validate", help="check every document as the API server and resolver would", epilog=EPILOG
     )
     _add_config(validate)
     validate.add_argument(
@@ -274,44 +328,199 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(handler=cmd_validate)
 
+    add_registry_commands(commands)
+
     serve = commands.add_parser(
         "serve",
         help="run the admission webhook and its operator (needs a cluster)",
         description="Run the mutating admission webhook: HTTPS admission server, watches of "
         "ChaosImageRegistry resources, namespaces and the defaults ConfigMap, certificates, and "
         "(one replica, by Lease) status and pull-secret copies.",
+        epilog="Exit codes: 0 stopped, 1 could not start (one line: kubeconfig, cluster, certificate "
+        "files, port), 2 usage.",
     )
     add_serve_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    check = commands.add_parser(
+        "check-admission",
+        help="dry-run a chaos pod through the installed webhook and check it comes back rewritten "
+        "(the Helm chart's test; needs a cluster)",
+        description="Create a LitmusChaos runner pod with dryRun=All in NAMESPACE and check that the "
+        "API server returns it rewritten to REGISTRY (the ChaosImageRegistry covering NAMESPACE sets "
+        "it). Asks again until --timeout while the webhook is starting or has not seen its "
+        "configuration. Exit 0 rewritten, 1 not.",
+    )
+    check.add_argument("--namespace", required=True, help="a namespace the webhook selects")
+    check.add_argument(
+        "--expect-registry",
+        required=True,
+        metavar="SERVER[/ACCOUNT]",
+        help="the registry (server and account) the chaos pod must be rewritten to",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to keep asking (default %(default)s)"
+    )
+    check.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"
+    )
+    check.set_defaults(handler=cmd_check_admission)
     return parser
+
+
+def _serve_usage_problems(args: argparse.Namespace) -> list[str]:
+    """Flag values that cannot work (exit 2)."""
+    problems = []
+    for flag in ("port", "health_port"):
+        port = getattr(args, flag, None)
+        if isinstance(port, int) and not 0 < port < 65536:
+            problems.append(f"--{flag.replace('_', '-')} must be 1-65535, got {port}")
+    return problems
+
+
+def _serve_environment_problems(args: argparse.Namespace) -> list[str]:
+    """What would stop `serve` a moment later, said before anything starts (exit 1): files that
+    cannot be read or are not PEM, ports already in use."""
+    problems = []
+    for flag in ("tls_cert_file", "tls_key_file", "tls_ca_file", "kubeconfig"):
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as stream:
+                stream.read(1)
+        except OSError as error:
+            problems.append(f"--{flag.replace('_', '-')} {path}: cannot read: {error.strerror or error}")
+    cert, key = getattr(args, "tls_cert_file", None), getattr(args, "tls_key_file", None)
+    if not problems and cert and key:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (ssl.SSLError, ValueError) as error:
+            reason = " ".join(str(error).split())[:200]
+            problems.append(f"--tls-cert-file/--tls-key-file: not a PEM certificate and its key ({reason})")
+    for address_flag, port_flag in (("address", "port"), ("health_address", "health_port")):
+        address, port = getattr(args, address_flag, None), getattr(args, port_flag, None)
+        if not isinstance(address, str) or not isinstance(port, int):
+            continue
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((address, port))
+        except OSError as error:
+            problems.append(
+                f"--{port_flag.replace('_', '-')} {port}: cannot listen on {address}: "
+                f"{error.strerror or error}"
+            )
+    return problems
+
+
+def startup_failure(error: BaseException) -> str:
+    """One line for an error that ended `serve`: what failed and what to check."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    detail = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, ConfigException):
+        return (
+            f"no usable cluster configuration ({detail}): run in a pod, or pass --kubeconfig "
+            "(or set KUBECONFIG)"
+        )
+    if isinstance(error, ApiException):
+        return f"the cluster refused a request: {error.status} {error.reason}"
+    if isinstance(error, Urllib3Error):
+        reason = getattr(error, "reason", None)
+        return f"cannot reach the cluster: {' '.join(str(reason or detail).split())}"
+    if isinstance(error, OSError):
+        if error.errno == errno.EADDRINUSE:
+            return f"cannot listen: address already in use ({detail})"
+        where = f" {error.filename}" if error.filename else ""
+        return f"cannot start:{where} {error.strerror or detail}"
+    return f"cannot start: {type(error).__name__}: {detail}"
+
+
+def cmd_check_admission(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from webhook.cli.admission_check import CheckFailed, dry_run_creator, run_check
+
+    try:
+        result = run_check(
+            dry_run_creator(args.kubeconfig), args.namespace, args.expect_registry, args.timeout
+        )
+    except CheckFailed as failure:
+        print(f"chaos-registry check-admission: error: {failure}", file=err)
+        return EXIT_BAD_INPUT
+    out.write(result.summary(args.namespace) + "\n")
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     options = options_from_args(args)
-    problems = validate_options(options)
-    if problems:
-        for problem in problems:
-            print(f"chaos-registry serve: error: {problem}", file=err)
-        return EXIT_USAGE
+    checks: tuple[tuple[Callable[[], list[str]], int], ...] = (
+        (lambda: validate_options(options) + _serve_usage_problems(args), EXIT_USAGE),
+        (lambda: _serve_environment_problems(args), EXIT_BAD_INPUT),
+    )
+    for check, code in checks:
+        if problems := check():
+            for problem in problems:
+                print(f"chaos-registry serve: error: {problem}", file=err)
+            return code
     from webhook.service.operator import run  # kopf is imported only when serving
 
-    return run(options)
+    try:
+        return run(options)
+    except Exception as error:  # every start-up failure a user can cause ends in one line
+        logger.debug("serve stopped", exc_info=error)
+        print(f"chaos-registry serve: error: {startup_failure(error)}", file=err)
+        return EXIT_BAD_INPUT
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    err = err or sys.stderr or open(os.devnull, "w")  # noqa: SIM115 (stderr closed: nowhere to say it)
     out = out or sys.stdout
-    err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "cluster") and bool(args.config) == bool(args.cluster):
+        parser.error(f"{args.command}: give either -c CONFIG or --cluster")
+    if out is None:
+        print("error: cannot write output: standard output is closed", file=err)
+        return EXIT_BAD_INPUT
     try:
         result: int = args.handler(args, out, err)
+        out.flush()
         return result
     except ConfigError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=err)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
+        if out is sys.stdout:
+            _discard_stdout()
         return EXIT_OK
+    except OSError as error:
+        # Output that cannot be written (a full disk, /dev/full, a closed pipe of another kind).
+        if out is sys.stdout:
+            _discard_stdout()
+        print(f"error: cannot write output: {error.strerror or error}", file=err)
+        return EXIT_BAD_INPUT
+    except (MemoryError, RecursionError) as error:
+        print(f"error: input too large to process ({type(error).__name__})", file=err)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # a bug; still one line, never a traceback
+        print(
+            f"error: internal error ({type(error).__name__}: {' '.join(str(error).split())[:200]}); "
+            "please report it",
+            file=err,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

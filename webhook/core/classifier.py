@@ -20,6 +20,8 @@ from webhook.core.models import (
 from webhook.core.reference import ImageReference, parse_reference
 
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+_NONE: frozenset[str] = frozenset()
+_IMAGE_CACHE_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,8 @@ class ScopeBinding:
 
 
 def scope_from_labels(labels: Mapping[str, str], default_account: str) -> ScopeBinding:
-    """SPEC section 5: account from the label or the default; a broken chain keeps its valid prefix."""
+    """Account from the label or the default; a broken chain keeps its valid prefix
+    (docs/contract.md#scopes-and-chaos-pods)."""
     values: list[str | None] = [labels.get(label) or None for label in SCOPE_LABELS]
     if values[0] is None:
         values[0] = default_account
@@ -63,6 +66,9 @@ class PodClassifier:
             for entry in defaults.catalog
         }
         self._helper_markers = tuple(defaults.helper_pod_name_contains)
+        # Components per image text: the same few images recur in every chaos pod (bounded: the
+        # texts come from pods).
+        self._components_of_image: dict[str, frozenset[str]] = {}
 
     def matching_rule(self, pod: Mapping[str, Any]) -> str | None:
         """The name of the first rule that makes `pod` a chaos pod, or None."""
@@ -105,9 +111,20 @@ class PodClassifier:
                 continue
             for container in containers:
                 image = container.get("image") if isinstance(container, Mapping) else None
-                if not isinstance(image, str):
-                    continue
-                reference = parse_reference(image)
-                if isinstance(reference, ImageReference):
-                    found.update(self._components_of_repository.get(reference.repository, ()))
+                if isinstance(image, str):
+                    found.update(self._image_components(image))
         return found
+
+    def _image_components(self, image: str) -> frozenset[str]:
+        components = self._components_of_image.get(image)
+        if components is None:
+            reference = parse_reference(image)
+            components = (
+                self._components_of_repository.get(reference.repository, _NONE)
+                if isinstance(reference, ImageReference)
+                else _NONE
+            )
+            if len(self._components_of_image) >= _IMAGE_CACHE_LIMIT:
+                self._components_of_image.clear()
+            self._components_of_image[image] = components
+        return components

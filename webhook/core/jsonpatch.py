@@ -1,4 +1,5 @@
-"""Applying an RFC 6902 JSON Patch, for the CLI's mutated output and for tests.
+"""RFC 6901 JSON Pointer escaping (the mutator's and the writer's patches), and applying an
+RFC 6902 JSON Patch (the CLI's mutated output, the kopf engine, tests).
 
 Only what the mutator emits needs to work, but the operations follow the RFC: `add` on an existing
 member replaces it, `-` appends to an array, pointers unescape `~1` and `~0`.
@@ -15,12 +16,21 @@ class PatchError(ValueError):
     """A patch operation that does not apply to the document."""
 
 
+def escape_pointer(token: str) -> str:
+    """RFC 6901: `~` and `/` inside one reference token (a label key in a path, say)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def unescape_pointer(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
 def _tokens(pointer: str) -> list[str]:
     if pointer == "":
         return []
     if not pointer.startswith("/"):
         raise PatchError(f"JSON pointer {pointer!r} must start with '/'")
-    return [token.replace("~1", "/").replace("~0", "~") for token in pointer[1:].split("/")]
+    return [unescape_pointer(token) for token in pointer[1:].split("/")]
 
 
 def _index(container: list[Any], token: str, allow_end: bool) -> int:

@@ -7,15 +7,18 @@ the same validation (`parse_registry`, `parse_defaults_configmap`).
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from webhook.core.documents import MAX_INPUT_BYTES, DocumentError, parse_documents, quote, shown
 from webhook.core.models import (
     API_VERSION,
     DEFAULTS_CONFIGMAP,
@@ -30,17 +33,7 @@ from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig, Snapshot
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-class _KubernetesLoader(yaml.SafeLoader):
-    """YAML as Kubernetes reads it: an unquoted timestamp stays the string it is (kubectl would send it
-    as written), instead of becoming a datetime that JSON output cannot hold."""
-
-
-_KubernetesLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+_MIB = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -69,54 +62,131 @@ class LoadedConfig:
         return Snapshot(self.compile(), self.namespaces)
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    if mark is not None:
-        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return f"invalid YAML: {problem}"
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
 
 
 def read_text(path: str) -> str:
-    """The file's text (`-` is stdin); raises ConfigError naming the file."""
+    """The file's text (`-` is stdin), at most MAX_INPUT_BYTES; raises ConfigError naming the file."""
+    limit = MAX_INPUT_BYTES
     try:
         if path == "-":
-            return sys.stdin.read()
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise ConfigError([f"{path}: cannot read: {reason}"]) from None
+            if sys.stdin is None or sys.stdin.closed:
+                raise ConfigError(["-: cannot read: standard input is closed"])
+            buffer = getattr(sys.stdin, "buffer", None)
+            data: bytes | str = buffer.read(limit + 1) if buffer is not None else sys.stdin.read(limit + 1)
+        else:
+            with open(path, "rb") as stream:
+                data = stream.read(limit + 1)
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {_reason(error)}"]) from None
+    except ValueError as error:  # a closed stream
+        raise ConfigError([f"{path}: cannot read: {error}"]) from None
+    if len(data) > limit:
+        raise ConfigError([f"{path}: larger than the {limit // _MIB} MiB limit on input files"])
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{path}: cannot read: not UTF-8 text (byte {error.start})"]) from None
 
 
 def load_documents(path: str) -> list[Any]:
-    """Every YAML (or JSON) document in one file; empty documents are skipped."""
+    """Every YAML (or JSON) document in one file as plain JSON values; empty documents are skipped."""
     text = read_text(path)
     try:
-        documents = yaml.load_all(text, Loader=_KubernetesLoader)
-        return [document for document in documents if document is not None]
-    except yaml.YAMLError as error:
-        raise ConfigError([f"{path}: {_yaml_problem(error)}"]) from None
+        return parse_documents(text)
+    except DocumentError as error:
+        raise ConfigError([f"{path}: {error}"]) from None
+
+
+def _is_kubelet_internal(name: str) -> bool:
+    # A mounted ConfigMap holds each key twice: `key -> ..data/key`, `..data -> ..<timestamp>` and
+    # the real file in `..<timestamp>/`. Keys cannot start with "..", so such entries are the
+    # kubelet's own and are read through the top-level links only.
+    return name.startswith("..")
+
+
+def _walk_folder(folder: str, files: list[str], problems: list[str]) -> None:
+    """Config files under `folder`, following symlinks; every entry that cannot be read is reported."""
+    visited: set[str] = set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        real = os.path.realpath(current)
+        if real in visited:
+            continue  # a folder reached twice through symlinks
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(current), key=lambda entry: entry.name)
+        except OSError as error:
+            problems.append(f"{current}: cannot read folder: {_reason(error)}")
+            continue
+        for entry in entries:
+            if _is_kubelet_internal(entry.name):
+                continue
+            try:
+                is_dir = entry.is_dir()
+                is_file = entry.is_file()
+            except OSError:
+                problems.append(f"{entry.path}: cannot read: {_link_problem(entry.path)}")
+                continue
+            if is_dir:
+                pending.append(entry.path)
+                continue
+            if not entry.name.endswith(CONFIG_SUFFIXES):
+                continue
+            if not is_file:
+                problems.append(f"{entry.path}: cannot read: {_link_problem(entry.path)}")
+                continue
+            files.append(entry.path)
+
+
+def _link_problem(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symlink loop"
+        if error.errno == errno.ENOENT and os.path.islink(path):
+            return f"dangling symlink (to {os.readlink(path)})"
+        return _reason(error)
+    return "not a regular file"
 
 
 def config_files(paths: Iterable[str]) -> list[str]:
+    """The files CONFIG paths name, each once (a file reached twice through symlinks is read once)."""
     files: list[str] = []
     problems: list[str] = []
     for path in paths:
-        candidate = Path(path)
-        if candidate.is_dir():
-            found = sorted(
-                str(p) for p in candidate.rglob("*") if p.is_file() and p.suffix in CONFIG_SUFFIXES
-            )
-            if not found:
-                problems.append(f"{path}: folder holds no .yaml, .yml or .json file")
-            files.extend(found)
-        elif candidate.exists() or path == "-":
+        if path == "-":
             files.append(path)
+            continue
+        try:
+            status = os.stat(path)
+        except OSError as error:
+            if error.errno == errno.ENOENT and not os.path.islink(path):
+                problems.append(f"{path}: cannot read: no such file or folder")
+            else:
+                problems.append(f"{path}: cannot read: {_link_problem(path)}")
+            continue
+        if stat.S_ISDIR(status.st_mode):
+            found: list[str] = []
+            folder_problems: list[str] = []
+            _walk_folder(path, found, folder_problems)
+            problems.extend(folder_problems)
+            if not found and not folder_problems:
+                problems.append(f"{path}: folder holds no .yaml, .yml or .json file")
+            files.extend(sorted(found))
         else:
-            problems.append(f"{path}: cannot read: no such file or folder")
+            files.append(path)
     if problems:
         raise ConfigError(problems)
-    return files
+    unique: dict[str, str] = {}
+    for file in files:
+        unique.setdefault(file if file == "-" else os.path.realpath(file), file)
+    return list(unique.values())
 
 
 def parse_registry(document: Mapping[str, Any]) -> ChaosImageRegistry | list[str]:
@@ -132,10 +202,18 @@ def parse_defaults_configmap(document: Mapping[str, Any]) -> tuple[dict[str, Any
     data = document.get("data")
     if not isinstance(data, Mapping) or DEFAULTS_KEY not in data:
         return None, [f"data.{DEFAULTS_KEY}: missing"]
+    text = data[DEFAULTS_KEY]
+    if not isinstance(text, str):
+        return None, [f"data.{DEFAULTS_KEY}: must be a string (the YAML text), not {type(text).__name__}"]
+    if len(text) > MAX_INPUT_BYTES:
+        return None, [f"data.{DEFAULTS_KEY}: larger than the {MAX_INPUT_BYTES // _MIB} MiB limit"]
     try:
-        override = yaml.safe_load(data[DEFAULTS_KEY]) or {}
-    except yaml.YAMLError as error:
-        return None, [f"data.{DEFAULTS_KEY}: {_yaml_problem(error)}"]
+        documents = parse_documents(text)
+    except DocumentError as error:
+        return None, [f"data.{DEFAULTS_KEY}: {error}"]
+    if len(documents) > 1:
+        return None, [f"data.{DEFAULTS_KEY}: must be one YAML document, found {len(documents)}"]
+    override = documents[0] if documents else {}
     if not isinstance(override, dict):
         return None, [f"data.{DEFAULTS_KEY}: must be a YAML mapping"]
     try:
@@ -179,6 +257,79 @@ def load_config(paths: Iterable[str]) -> LoadedConfig:
     return loaded
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_ANNOTATIONS_MAX_BYTES = 256 * 1024
+_CHARSET = "alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character"
+
+
+def _name_problem(kind: str, name: str) -> str | None:
+    """The apiserver's rules for object names: a DNS label for a Namespace, else a DNS subdomain."""
+    if kind == "Namespace":
+        if len(name) > 63 or not _DNS_LABEL.fullmatch(name):
+            return (
+                "metadata.name: not a valid Namespace name: at most 63 lowercase "
+                "alphanumeric characters or '-', starting and ending with an alphanumeric character"
+            )
+    elif len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        return (
+            "metadata.name: not a valid name: at most 253 lowercase alphanumeric "
+            "characters, '-' or '.', each dot-separated part starting and ending with an alphanumeric "
+            "character"
+        )
+    return None
+
+
+def _key_problem(field: str, key: str) -> str | None:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return f"{field}: key {quote(key)}: the prefix must be a lowercase DNS subdomain"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
+        return f"{field}: key {quote(key)}: the name part must be 1-63 {_CHARSET}"
+    return None
+
+
+def _metadata_problems(kind: str, metadata: Mapping[str, Any]) -> list[str]:
+    """Names, labels and annotations checked as the apiserver checks them (kubectl would be refused)."""
+    problems = []
+    if (problem := _name_problem(kind, metadata["name"])) is not None:
+        problems.append(problem)
+    labels = metadata.get("labels")
+    if labels is not None:
+        if not isinstance(labels, Mapping):
+            problems.append("metadata.labels: must map strings to strings")
+            labels = {}
+        for key, value in labels.items():
+            if not isinstance(value, str):
+                problems.append(f"metadata.labels.{shown(key)}: must be a string, not {type(value).__name__}")
+            elif len(value) > 63 or (value and not _QUALIFIED_NAME.fullmatch(value)):
+                problems.append(
+                    f"metadata.labels.{shown(key)}: {quote(value)} is not a valid label value: "
+                    f"at most 63 {_CHARSET}"
+                )
+            if (problem := _key_problem("metadata.labels", key)) is not None:
+                problems.append(problem)
+    annotations = metadata.get("annotations")
+    if annotations is not None:
+        if not isinstance(annotations, Mapping):
+            problems.append("metadata.annotations: must map strings to strings")
+            annotations = {}
+        size = 0
+        for key, value in annotations.items():
+            if not isinstance(value, str):
+                problems.append(
+                    f"metadata.annotations.{shown(key)}: must be a string, not {type(value).__name__}"
+                )
+                continue
+            size += len(key.encode()) + len(value.encode())
+            if (problem := _key_problem("metadata.annotations", key)) is not None:
+                problems.append(problem)
+        if size > _ANNOTATIONS_MAX_BYTES:
+            problems.append(f"metadata.annotations: {size} bytes in all, more than the apiserver's 256 KiB")
+    return problems
+
+
 def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) -> list[str]:
     where = f"{path}: document {number}"
     if not isinstance(document, Mapping):
@@ -188,10 +339,12 @@ def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) 
         return [f"{where}: kind: missing"]
     if name is None:
         return [f"{where} ({kind}): metadata.name: missing"]
-    where = f"{where} ({kind} {name})"
+    where = f"{where} ({shown(kind)} {shown(name)})"
+    if metadata_problems := _metadata_problems(kind, document["metadata"]):
+        return [f"{where}: {problem}" for problem in metadata_problems]
     key = f"{kind}/{name}"
     if key in loaded.sources:
-        return [f"{where}: duplicate {kind} {name!r} (first in {loaded.sources[key]})"]
+        return [f"{where}: duplicate {kind} {quote(name)} (first in {loaded.sources[key]})"]
     if kind == KIND:
         if document.get("apiVersion") != API_VERSION:
             return [f"{where}: apiVersion: must be {API_VERSION}"]
@@ -201,12 +354,7 @@ def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) 
         loaded.registries.append(parsed)
     elif kind == "Namespace":
         metadata = document["metadata"]
-        labels = metadata.get("labels") or {}
-        if not isinstance(labels, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-        ):
-            return [f"{where}: metadata.labels: must map strings to strings"]
-        loaded.namespaces[name] = dict(labels)
+        loaded.namespaces[name] = dict(metadata.get("labels") or {})
     elif kind == "ConfigMap":
         if name != DEFAULTS_CONFIGMAP:
             return [f"{where}: only the ConfigMap {DEFAULTS_CONFIGMAP!r} is read; remove this one"]
@@ -216,7 +364,7 @@ def _load_document(loaded: LoadedConfig, path: str, number: int, document: Any) 
         loaded.defaults_document = override
     else:
         return [
-            f"{where}: unsupported kind {kind!r} "
+            f"{where}: unsupported kind {quote(kind)} "
             f"(expected {KIND}, Namespace or ConfigMap {DEFAULTS_CONFIGMAP})"
         ]
     loaded.sources[key] = f"{path}: document {number}"

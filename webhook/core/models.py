@@ -16,8 +16,17 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from webhook.core.documents import quote
 from webhook.core.reference import (
     ImageReference,
     parse_reference,
@@ -33,6 +42,16 @@ LABEL_PREFIX = f"{API_GROUP}/"
 INJECT_LABEL = f"{LABEL_PREFIX}inject"
 ORIGINAL_IMAGES_ANNOTATION = f"{LABEL_PREFIX}original-images"
 SCOPE_ANNOTATION = f"{LABEL_PREFIX}scope"
+# On what the webhook writes (pull-secret copies, its record of them, its certificate Secret).
+MANAGER = "chaos-registry-webhook"  # the field manager of its writes, and the managed-by label's value
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+COPY_SOURCE_LABEL = f"{LABEL_PREFIX}source"  # <namespace>.<name> of a copy's source, shortened to fit
+COPY_SOURCE_ANNOTATION = f"{LABEL_PREFIX}source"  # <namespace>/<name> of a copy's source
+COPY_SOURCE_HASH_ANNOTATION = f"{LABEL_PREFIX}source-hash"
+DESCRIPTION_ANNOTATION = f"{LABEL_PREFIX}description"
+# Namespaces the webhook never selects, besides its own: no pod there is mutated or gets a copy.
+NEVER_SELECTED_NAMESPACES = ("kube-system",)
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 DEFAULTS_CONFIGMAP = "chaos-registry-defaults"
 DEFAULTS_KEY = "config.yaml"
 
@@ -73,10 +92,10 @@ class Scope:
         """Parse `ACCOUNT[/ORG[/PROJECT[/INFRA]]]`; raises ValueError naming what is wrong."""
         parts = tuple(text.split("/"))
         if not text or len(parts) > len(LEVELS):
-            raise ValueError(f"scope {text!r} must be ACCOUNT[/ORG[/PROJECT[/INFRA]]]")
+            raise ValueError(f"scope {quote(text)} must be ACCOUNT[/ORG[/PROJECT[/INFRA]]]")
         for level, part in zip(LEVELS, parts, strict=False):
             if not _IDENTIFIER.match(part):
-                raise ValueError(f"scope {text!r}: {level} {part!r} is not a valid identifier")
+                raise ValueError(f"scope {quote(text)}: {level} {quote(part)} is not a valid identifier")
         return cls(parts)
 
     @property
@@ -98,6 +117,7 @@ class Scope:
 
 
 class _Model(BaseModel):
+    # Booleans are strict: the CRD's schema (and so the apiserver) refuses "false" or 1 for one.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -162,21 +182,21 @@ class RegistrySpec(_Model):
     @classmethod
     def _secret_name(cls, value: str | None) -> str | None:
         if value is not None and not _DNS_SUBDOMAIN.match(value):
-            raise ValueError(f"{value!r} is not a valid Secret name (lowercase DNS subdomain)")
+            raise ValueError(f"{quote(value)} is not a valid Secret name (lowercase DNS subdomain)")
         return value
 
     @field_validator("secret_namespace")
     @classmethod
     def _secret_namespace(cls, value: str | None) -> str | None:
         if value is not None and not _DNS_LABEL.match(value):
-            raise ValueError(f"{value!r} is not a valid namespace name (lowercase DNS label)")
+            raise ValueError(f"{quote(value)} is not a valid namespace name (lowercase DNS label)")
         return value
 
 
 class CustomImagesSpec(_Model):
     """`spec.customImages`: full image references per component, used verbatim."""
 
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     images: dict[str, str] = Field(default_factory=dict, max_length=64)
 
     @field_validator("images")
@@ -184,17 +204,19 @@ class CustomImagesSpec(_Model):
     def _images(cls, value: dict[str, str]) -> dict[str, str]:
         for component, image in value.items():
             if not _COMPONENT.match(component):
-                raise ValueError(f"{component!r} is not a component name")
+                raise ValueError(f"{quote(component)} is not a component name")
             parsed = parse_reference(image)
             if not isinstance(parsed, ImageReference):
-                raise ValueError(f"{component}: {image!r} is not a valid image reference: {parsed.reason}")
+                raise ValueError(
+                    f"{component}: {quote(image)} is not a valid image reference: {parsed.reason}"
+                )
         return value
 
 
 class ChaosImageRegistrySpec(_Model):
     scope: ScopeSpec
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
-    allow_overrides: bool = Field(default=False, alias="allowOverrides")
+    allow_overrides: StrictBool = Field(default=False, alias="allowOverrides")
     custom_images: CustomImagesSpec = Field(default_factory=CustomImagesSpec, alias="customImages")
 
     @model_validator(mode="after")
@@ -238,7 +260,7 @@ class CatalogEntry(_Model):
 
 class ImageEnvVar(_Model):
     name: str = Field(min_length=1)
-    helper: bool = False
+    helper: StrictBool = False
 
 
 class ChaosPodRule(_Model):
@@ -246,13 +268,44 @@ class ChaosPodRule(_Model):
     match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
     labels_present: list[str] = Field(default_factory=list, alias="labelsPresent")
     components: list[str] = Field(default_factory=list)
-    enabled: bool = True
+    enabled: StrictBool = True
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> ChaosPodRule:
         if not (self.match_labels or self.labels_present or self.components):
-            raise ValueError(f"rule {self.name!r} needs matchLabels, labelsPresent or components")
+            raise ValueError(f"rule {quote(self.name)} needs matchLabels, labelsPresent or components")
         return self
+
+
+_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # a tag: what `{version}` becomes
+
+
+class Release(_Model):
+    """The images one release of a chaos product needs; `{version}` in an image is the version."""
+
+    version: str = Field(pattern=_VERSION.pattern)
+    images: list[str] = Field(min_length=1, max_length=256)
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, value: list[str]) -> list[str]:
+        for image in value:
+            parsed = parse_reference(image.replace("{version}", "0"))
+            if not isinstance(parsed, ImageReference):
+                raise ValueError(f"{image!r} is not a valid image reference: {parsed.reason}")
+        return value
+
+    def image_list(self, version: str | None = None) -> list[str]:
+        """The release's images at `version` (default: the release's own)."""
+        chosen = version or self.version
+        return [image.replace("{version}", chosen) for image in self.images]
+
+
+def release_version_error(version: str) -> str | None:
+    """Why `version` cannot be a release version (it becomes an image tag), or None."""
+    if not _VERSION.match(version):
+        return f"{version!r} is not a valid version: it becomes an image tag ([A-Za-z0-9_.-], at most 128)"
+    return None
 
 
 class DefaultRegistry(RegistrySpec):
@@ -267,13 +320,14 @@ class DefaultsConfig(_Model):
     """The defaults ConfigMap (`chaos-registry-defaults`, key `config.yaml`), merged over built-ins."""
 
     default_account: Identifier = Field(alias="defaultAccount")
-    rewrite_unconfigured_scopes: bool = Field(default=False, alias="rewriteUnconfiguredScopes")
+    rewrite_unconfigured_scopes: StrictBool = Field(default=False, alias="rewriteUnconfiguredScopes")
     registry: DefaultRegistry
     custom_images: CustomImagesSpec = Field(default_factory=CustomImagesSpec, alias="customImages")
     catalog: list[CatalogEntry]
     image_env_vars: list[ImageEnvVar] = Field(alias="imageEnvVars")
     chaos_pods: list[ChaosPodRule] = Field(alias="chaosPods")
     helper_pod_name_contains: list[str] = Field(alias="helperPodNameContains")
+    releases: dict[str, Release] = Field(default_factory=dict, max_length=32)
 
     _default_account = field_validator("default_account")(_check_identifier)
 
@@ -284,16 +338,18 @@ class DefaultsConfig(_Model):
         seen: set[str] = set()
         for entry in self.catalog:
             if entry.repository in seen:
-                raise ValueError(f"catalog: repository {entry.repository!r} is listed twice")
+                raise ValueError(f"catalog: repository {quote(entry.repository)} is listed twice")
             seen.add(entry.repository)
         known = self.component_names
         for rule in self.chaos_pods:
             for component in rule.components:
                 if component not in known:
-                    raise ValueError(f"chaosPods: rule {rule.name!r} names unknown component {component!r}")
+                    raise ValueError(
+                        f"chaosPods: rule {quote(rule.name)} names unknown component {quote(component)}"
+                    )
         for component in self.custom_images.images:
             if component not in known:
-                raise ValueError(f"customImages.images: unknown component {component!r}")
+                raise ValueError(f"customImages.images: unknown component {quote(component)}")
         return self
 
     @cached_property
@@ -321,7 +377,15 @@ def merge_defaults(builtin: Mapping[str, Any], override: Mapping[str, Any]) -> d
     merged: dict[str, Any] = dict(builtin)
     for key, value in override.items():
         base = merged.get(key)
-        if key in _LIST_KEYS and isinstance(base, list) and isinstance(value, list):
+        if key == "releases" and isinstance(base, Mapping) and isinstance(value, Mapping):
+            # A release given a version alone keeps its image list.
+            merged[key] = {
+                name: {**base[name], **release}
+                if isinstance(base.get(name), Mapping) and isinstance(release, Mapping)
+                else release
+                for name, release in {**base, **value}.items()
+            }
+        elif key in _LIST_KEYS and isinstance(base, list) and isinstance(value, list):
             merged[key] = _merge_lists(base, value, _LIST_KEYS[key])
         elif isinstance(base, Mapping) and isinstance(value, Mapping):
             merged[key] = {**base, **value}

@@ -1,4 +1,4 @@
-"""The mutation of one chaos pod (SPEC section 6), as an RFC 6902 JSON Patch.
+"""The mutation of one chaos pod (docs/contract.md#mutation), as an RFC 6902 JSON Patch.
 
 Works on the pod as the API sends it (plain dicts and lists) and never copies it: it reads the pod
 and emits only the operations needed. Mutating an already mutated pod yields no operation.
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.classifier import CONTAINER_LISTS
+from webhook.core.documents import quote
+from webhook.core.jsonpatch import escape_pointer
 from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION, SCOPE_ANNOTATION, CatalogEntry
 from webhook.core.reference import ImageReference, parse_reference
 from webhook.core.reference import join_image as _join_image
@@ -24,11 +26,6 @@ _CACHE_LIMIT = 4096
 _SHARED_IMAGES: dict[str, str] = {}
 # Shared by every scope without custom images: an empty frozenset is 200 bytes, per scope.
 _NO_TARGETS: frozenset[str] = frozenset()
-
-
-def escape_pointer(token: str) -> str:
-    """RFC 6901: `~` and `/` inside one reference token."""
-    return token.replace("~", "~0").replace("/", "~1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +91,7 @@ class Rewriter:
     def _compute(self, image: str, helper: bool) -> Target:
         reference = parse_reference(image)
         if not isinstance(reference, ImageReference):
-            return Target(None, None, f"image {image!r} left unchanged: {reference.reason}")
+            return Target(None, None, f"image {quote(image)} left unchanged: {reference.reason}")
         entry = self._catalog.get(reference.repository)
         component = None
         if entry is not None:
@@ -123,8 +120,8 @@ class Rewriter:
             return Target(
                 None,
                 component,
-                f"image {image!r} left unchanged: under registry {effective.server} it would be invalid: "
-                f"{rewritten.reason}",
+                f"image {quote(image)} left unchanged: under registry {effective.server} it would be "
+                f"invalid: {rewritten.reason}",
             )
         if new_image == image or rewritten == reference:
             return Target(None, component, warning)
@@ -145,12 +142,18 @@ class PodPatch:
 
 
 def _read_originals(annotations: Mapping[str, Any] | None, warnings: list[str]) -> dict[str, str]:
+    """The record of earlier rewrites; one that cannot be read is ignored, never fatal.
+
+    The annotation is the pod author's to write: if reading it could raise (deep nesting raises
+    RecursionError, not ValueError), any pod could force the admission error path and, under
+    failurePolicy Ignore, be admitted unrewritten.
+    """
     raw = annotations.get(ORIGINAL_IMAGES_ANNOTATION) if annotations else None
     if raw is None:
         return {}
     try:
         value = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         warnings.append(f"annotation {ORIGINAL_IMAGES_ANNOTATION} is not a JSON object of strings: replaced")

@@ -1,6 +1,7 @@
 """Docker image references: parse, validate and rebuild them the way a container runtime reads them.
 
-The webhook rewrites every image of a chaos pod to the registry its organisation chose (SPEC section 6).
+The webhook rewrites every image of a chaos pod to the registry its organisation chose
+(docs/contract.md#mutation).
 That is only safe when the webhook reads an image exactly as Docker, containerd and CRI-O will: the same
 grammar (distribution/reference) and the same normalisation (``ParseNormalizedNamed``): ``nginx`` is
 ``docker.io/library/nginx``, ``harness/chaos-ddcr`` is ``docker.io/harness/chaos-ddcr``, and the first
@@ -322,6 +323,13 @@ def registry_server_error(server: str) -> str | None:
     problem = _domain_problem(host)
     if problem is not None:
         return f"registry server: {problem}"
+    if "." not in host and ":" not in host and host != "localhost" and host.lower() != host:
+        # Docker would read it as a registry, but only because of its capitals (host names ignore
+        # case): saying "Docker Hub namespace" here would name the wrong problem.
+        return (
+            f"registry server {_quote(server)} is a single-label host in upper case: write the host in "
+            "lower case with its domain or a port (registry.example.com, myregistry:5000), or localhost"
+        )
     if "." not in host and ":" not in host and host != "localhost":
         return (
             f"registry server {_quote(server)} would be read as a Docker Hub namespace: "

@@ -1,4 +1,4 @@
-"""Scope resolution (SPEC section 4): the effective registry of a scope, with provenance.
+"""Scope resolution (docs/contract.md#resolution): the effective registry of a scope, with provenance.
 
 Resources are indexed by scope once; resolving a scope looks at most four keys up (one per level),
 whatever the number of resources. Pure and deterministic: no I/O, no clock.
@@ -184,7 +184,7 @@ class RegistryIndex:
         )
 
     def resolve(self, scope: Scope, defaults: DefaultsConfig) -> Effective:
-        """SPEC section 4: walk from the account down, merge field by field, stop at a lock."""
+        """docs/contract.md#resolution: walk from the account down, merge field by field, stop at a lock."""
         root = defaults.registry
         values: dict[str, str | None] = {
             "server": root.server,

@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from webhook.core.classifier import PodClassifier, opted_out, scope_from_labels
-from webhook.core.models import DefaultsConfig, Scope
+from webhook.core.availability import unavailable_warning
+from webhook.core.classifier import PodClassifier, ScopeBinding, opted_out, scope_from_labels
+from webhook.core.documents import quote
+from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope
 from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, mutate_pod
 from webhook.core.resolver import Effective, RegistryEntry, RegistryIndex
+
+# Bounded like the per-scope target caches (mutator.py): with more scopes in use it is refilled.
+_BINDING_CACHE_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,9 @@ class CompiledConfig:
         self.catalog = MappingProxyType({entry.repository: entry for entry in defaults.catalog})
         self.env_vars = MappingProxyType({var.name: var.helper for var in defaults.image_env_vars})
         self._rewriters: dict[Scope, Rewriter] = {}
+        # The scope binding per combination of scope label values: namespaces of one scope share it,
+        # and building it (warnings, a Scope) per request cost more than the lookup.
+        self._bindings: dict[tuple[str | None, ...], ScopeBinding] = {}
 
     def rewriter(self, scope: Scope) -> Rewriter:
         rewriter = self._rewriters.get(scope)
@@ -50,6 +58,15 @@ class CompiledConfig:
                 self.index.resolve(scope, self.defaults), self.catalog
             )
         return rewriter
+
+    def _binding(self, labels: Mapping[str, str]) -> ScopeBinding:
+        key = tuple([labels.get(label) for label in SCOPE_LABELS])
+        binding = self._bindings.get(key)
+        if binding is None:
+            if len(self._bindings) >= _BINDING_CACHE_LIMIT:
+                self._bindings.clear()
+            binding = self._bindings[key] = scope_from_labels(labels, self.defaults.default_account)
+        return binding
 
     def effective(self, scope: Scope) -> Effective:
         return self.rewriter(scope).effective
@@ -73,7 +90,7 @@ class CompiledConfig:
         rule = self.classifier.matching_rule(pod)
         if rule is None:
             return Mutation(chaos=False, reason="not a chaos pod")
-        binding = scope_from_labels(namespace_labels, self.defaults.default_account)
+        binding = self._binding(namespace_labels)
         if binding.warning:
             warnings.append(binding.warning)
         rewriter = self.rewriter(binding.scope)
@@ -103,24 +120,36 @@ class CompiledConfig:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What admission reads: the compiled configuration and every namespace's labels."""
+    """What admission reads: the compiled configuration, every namespace's labels, and the images
+    the last registry check found unavailable (image -> reason; empty when the check is off)."""
 
     config: CompiledConfig
     namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    unavailable_images: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def admit(
         self, pod: Mapping[str, Any], namespace: str, old_pod: Mapping[str, Any] | None = None
     ) -> Mutation:
         labels = self.namespaces.get(namespace)
         mutation = self.config.mutate(pod, labels, old_pod)
+        notes: list[str] = []
         if labels is None and mutation.chaos:
-            note = f"namespace {namespace!r} is not known: treated as a namespace without labels"
-            return Mutation(
-                chaos=True,
-                reason=mutation.reason,
-                scope=mutation.scope,
-                patch=mutation.patch,
-                warnings=(note, *mutation.warnings),
-                rewrites=mutation.rewrites,
-            )
-        return mutation
+            notes.append(f"namespace {quote(namespace)} is not known: treated as a namespace without labels")
+        late: list[str] = []
+        if self.unavailable_images and mutation.rewrites:
+            # Admitted all the same: the check may be stale, and a pull may still succeed.
+            late = [
+                unavailable_warning(r.image, self.unavailable_images[r.image])
+                for r in mutation.rewrites
+                if r.image in self.unavailable_images
+            ]
+        if not notes and not late:
+            return mutation
+        return Mutation(
+            chaos=True,
+            reason=mutation.reason,
+            scope=mutation.scope,
+            patch=mutation.patch,
+            warnings=tuple(dict.fromkeys((*notes, *mutation.warnings, *late))),
+            rewrites=mutation.rewrites,
+        )

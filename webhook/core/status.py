@@ -1,5 +1,6 @@
 """What the write side should make true: the status of every ChaosImageRegistry and the pull-secret
-copies (SPEC sections 3 and 6). Pure: no kopf, no kubernetes client, no clock (callers pass `now`).
+copies (docs/contract.md#the-chaosimageregistry-resource, #pull-secret-copies). Pure: no kopf, no
+kubernetes client, no clock (callers pass `now`).
 
 The service's writer compares these desired states with what the API holds and writes the
 difference; keeping the decisions here makes them table-testable without a cluster.
@@ -12,6 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from webhook.core.availability import (
+    IMAGES_AVAILABLE,
+    IMAGES_UNAVAILABLE_EVENT,
+    UNAVAILABLE_FIELD,
+    Availability,
+    images_condition,
+    unavailable_status,
+)
 from webhook.core.classifier import opted_out, scope_from_labels
 from webhook.core.models import SCOPE_LABELS
 from webhook.core.resolver import Effective, RegistryEntry
@@ -31,6 +40,7 @@ OWNED_STATUS_FIELDS = (
     "effectiveServer",
     "effectiveType",
     "conditions",
+    UNAVAILABLE_FIELD,
 )
 SECRET_SOURCE_OPTION = "secretSourceNamespaces"
 
@@ -205,6 +215,7 @@ def desired_status(
     sources: SecretSources,
     now: datetime,
     entries: Mapping[str, RegistryEntry] | None = None,
+    availability: Availability | None = None,
 ) -> dict[str, Any]:
     """The owned part of `record`'s status (OWNED_STATUS_FIELDS), given its current status.
 
@@ -229,24 +240,36 @@ def desired_status(
             "conditions": with_transition_times(conditions, record.status, now),
         }
     effective = config.effective(entry.scope)
-    return {
+    conditions = registry_conditions(config, entry, sources, generation)
+    # ImagesAvailable only once the (opt-in) registry check has looked at this scope.
+    checked = availability.scopes.get(str(entry.scope)) if availability is not None else None
+    if checked is not None:
+        conditions.append(images_condition(checked, generation))
+    status = {
         "observedGeneration": generation,
         "level": entry.scope.level,
         "scope": str(entry.scope),
         "effectiveServer": effective.server,
         "effectiveType": effective.type,
-        "conditions": with_transition_times(
-            registry_conditions(config, entry, sources, generation), record.status, now
-        ),
+        "conditions": with_transition_times(conditions, record.status, now),
     }
+    if checked is not None and not checked.ok:
+        status[UNAVAILABLE_FIELD] = unavailable_status(checked)
+    return status
 
 
 def desired_statuses(
-    config: CompiledConfig, records: Iterable[RegistryRecord], sources: SecretSources, now: datetime
+    config: CompiledConfig,
+    records: Iterable[RegistryRecord],
+    sources: SecretSources,
+    now: datetime,
+    availability: Availability | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Name -> desired owned status, for every record."""
     entries = {entry.name: entry for entry in config.index.entries()}
-    return {record.name: desired_status(config, record, sources, now, entries) for record in records}
+    return {
+        record.name: desired_status(config, record, sources, now, entries, availability) for record in records
+    }
 
 
 def owned(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -281,6 +304,9 @@ def attention_needed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> 
         condition = new.get(type_)
         if condition and condition.get("status") == "True" and old.get(type_, {}).get("status") != "True":
             needed.append((type_, str(condition.get("message", ""))))
+    images = new.get(IMAGES_AVAILABLE)
+    if images and images.get("status") == "False" and old.get(IMAGES_AVAILABLE, {}).get("status") != "False":
+        needed.append((IMAGES_UNAVAILABLE_EVENT, str(images.get("message", ""))))
     state = new.get(EFFECTIVE)
     if state and state.get("reason") == INVALID and old.get(EFFECTIVE, {}).get("reason") != INVALID:
         needed.append((INVALID, str(state.get("message", ""))))
@@ -324,7 +350,7 @@ def desired_copies(
     bound_only: bool = True,
     excluded: Collection[str] = (),
 ) -> CopyPlan:
-    """Which namespaces need a copy of which pull secret (SPEC section 6, last paragraph).
+    """Which namespaces need a copy of which pull secret (docs/contract.md#pull-secret-copies).
 
     A namespace gets a copy when the webhook could inject into it (not opted out, not in `excluded`,
     and with an account label when `bound_only`, mirroring the webhook's namespaceSelector), its

@@ -1,7 +1,7 @@
 """`chaos-registry serve`: the kopf operator that wires watches, the admission server and the write side.
 
 Start-up order: health endpoint, certificate, the lean watches of ChaosImageRegistry resources and
-namespaces (webhook/service/watch.py) until their first listing is complete, the defaults
+namespaces (kube/watch.py) until their first listing is complete, the defaults
 ConfigMap and source Secrets (so the first snapshot is complete before /readyz turns green), then
 kopf: it watches the defaults ConfigMap and the source Secrets and runs the admission server.
 Replicas run standalone (kopf peering would pause the non-leading ones); the write side is
@@ -14,22 +14,33 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
 
-from webhook.service import kube, metrics, webhookconfig
-from webhook.service.admission import WARNING_PREFIX, AdmissionHandler, _warnings
-from webhook.service.certs import CertificateError, FileCertificates, SecretCertificates, ServingContext
-from webhook.service.leader import LeaseElector
+from webhook.registrycheck.monitor import ImageMonitor
+from webhook.service.admission.handler import AdmissionHandler
+from webhook.service.admission.kopf_engine import register_mutation
+from webhook.service.admission.server import AdmissionServer
+from webhook.service.health import HealthServer
+from webhook.service.kube import client as kube_client
+from webhook.service.kube.errors import describe, status_of
+from webhook.service.kube.lease import LeaseElector
+from webhook.service.kube.session import ApiSession
+from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, WATCH_GRACE_SECONDS, Watcher
 from webhook.service.options import ServeOptions
-from webhook.service.server import AdmissionServer, HealthServer
 from webhook.service.state import ConfigState
-from webhook.service.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, ApiSession, Watcher
+from webhook.service.tls import webhook_configuration
+from webhook.service.tls.certificates import (
+    CertificateError,
+    FileCertificates,
+    SecretCertificates,
+    ServingContext,
+)
+from webhook.service.tls.webhook_configuration import HANDLER_ID
 from webhook.service.writer import Writer
 
 logger = logging.getLogger("webhook.operator")
@@ -81,10 +92,16 @@ class Runtime:
             api, options.namespace, options.lease_name, options.identity, options.lease_duration
         )
         self.writer = Writer(self.state, api, options)
+        self.image_monitor = ImageMonitor(self.state, api, options) if options.check_images else None
         self.watch_session = ApiSession(api.configuration)
+        idle = options.watch_idle_timeout
         self.watchers = (
-            Watcher(self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry),
-            Watcher(self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace),
+            Watcher(
+                self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry, idle
+            ),
+            Watcher(
+                self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace, idle
+            ),
         )
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -101,7 +118,11 @@ class Runtime:
             return False, "certificate not loaded"
         if not self.server.started.is_set():
             return False, "admission server not started"
-        return True, "ready"
+        # Still ready (admissions are answered from the caches, as during an apiserver restart), but
+        # a watch failing now or a stall it recovered from are said, for whoever looks.
+        notes = [f"{w.resource.kind} {w.last_error}" for w in self.watchers if w.last_error]
+        notes += [f"{w.resource.kind} watch {w.last_recovery}" for w in self.watchers if w.last_recovery]
+        return True, "ready" + (f" ({'; '.join(notes)})" if notes else "")
 
     # Start-up -------------------------------------------------------------------------------------
 
@@ -126,7 +147,7 @@ class Runtime:
             )
             defaults_body: dict[str, Any] | None = {"data": configmap.data or {}}
         except client.ApiException as error:
-            if kube.status_of(error) != 404:
+            if status_of(error) != 404:
                 raise
             defaults_body = None
         secrets = [
@@ -137,10 +158,10 @@ class Runtime:
         ]
         return defaults_body, secrets
 
-    def apply_webhook_configuration(self, ca_bundle: bytes | None) -> None:
+    def ensure_webhook_configuration(self, ca_bundle: bytes | None) -> None:
         options = self.options
         if options.webhook_url is not None:
-            body = webhookconfig.build_webhook_configuration(
+            body = webhook_configuration.build_webhook_configuration(
                 name=options.webhook_config_name,
                 webhook_namespace=options.namespace,
                 ca_bundle=ca_bundle,
@@ -149,9 +170,9 @@ class Runtime:
                 timeout_seconds=options.timeout_seconds,
                 select_all_namespaces=options.select_all_namespaces,
             )
-            webhookconfig.apply_webhook_configuration(self.api, body)
+            webhook_configuration.apply_webhook_configuration(self.api, body)
         elif options.manage_ca_bundle and ca_bundle:
-            webhookconfig.sync_ca_bundle(self.api, options.webhook_config_name, ca_bundle)
+            webhook_configuration.sync_ca_bundle(self.api, options.webhook_config_name, ca_bundle)
 
     def ca_bundle_changed(self, ca_bundle: bytes | None) -> None:
         if ca_bundle and (self.options.manage_ca_bundle or self.options.webhook_url):
@@ -162,7 +183,7 @@ class Runtime:
     async def _sync_ca_bundle(self, ca_bundle: bytes) -> None:
         try:
             await asyncio.to_thread(
-                webhookconfig.sync_ca_bundle, self.api, self.options.webhook_config_name, ca_bundle
+                webhook_configuration.sync_ca_bundle, self.api, self.options.webhook_config_name, ca_bundle
             )
         except Exception:
             logger.exception("cannot update the caBundle of %s", self.options.webhook_config_name)
@@ -180,15 +201,14 @@ class Runtime:
                 for source, name in secrets:
                     self.state.set_source_secret(source, name, True)
                 self.state.rebuild()
-                await asyncio.to_thread(self.apply_webhook_configuration, self.certificates.ca_bundle())
+                await asyncio.to_thread(self.ensure_webhook_configuration, self.certificates.ca_bundle())
                 break
             except CertificateError:
                 raise
             except client.ApiException as error:
                 logger.error(
-                    "start-up: API request failed (%s %s); retrying in %ss",
-                    error.status,
-                    error.reason,
+                    "start-up: API request failed (%s); retrying in %ss",
+                    describe(error),
                     STARTUP_RETRY_SECONDS,
                 )
             except OSError as error:
@@ -200,7 +220,14 @@ class Runtime:
             await asyncio.sleep(STARTUP_RETRY_SECONDS)
         self.tasks.append(asyncio.create_task(self.certificates.run(self.ca_bundle_changed)))
         if self.options.writer:
-            self.tasks.append(asyncio.create_task(self.elector.run(self.writer.run)))
+            self.tasks.append(asyncio.create_task(self.elector.run(self._lead)))
+
+    async def _lead(self) -> None:
+        """While this replica holds the Lease: the writer, and the registry check when enabled."""
+        if self.image_monitor is None:
+            await self.writer.run()
+            return
+        await asyncio.gather(self.writer.run(), self.image_monitor.run())
 
     async def stop(self) -> None:
         for task in list(self.tasks):
@@ -213,8 +240,8 @@ class Runtime:
 
 
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
-    """kopf handlers: the defaults ConfigMap and source Secrets feed the state; one mutating handler
-    for the kopf engine. Namespaces and registries are watched by the lean watchers instead."""
+    """kopf handlers: the defaults ConfigMap and source Secrets feed the state; with the kopf engine,
+    the mutating handler. Namespaces and registries are watched by the lean watchers instead."""
     registry = kopf.OperatorRegistry()
     state = runtime.state
     options = runtime.options
@@ -222,7 +249,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         # Read afresh on every (re-)login: in-cluster tokens are rotated.
-        info: kopf.ConnectionInfo = kube.connection_info(kube.load_client_configuration(options.kubeconfig))
+        configuration = kube_client.load_client_configuration(options.kubeconfig)
+        info: kopf.ConnectionInfo = kube_client.connection_info(configuration)
         return info
 
     def is_defaults(*, name: str, namespace: str | None, **_: Any) -> bool:
@@ -239,74 +267,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             # type None: kopf's (re-)listing, which may carry a change its watch missed.
             state.set_source_secret(namespace, name, type != "DELETED", modified=type in (None, "MODIFIED"))
 
-    # subresource="*": kopf matches a handler's subresource exactly (None is the pod itself), and
-    # ephemeral containers arrive as an UPDATE of pods/ephemeralcontainers.
-    @kopf.on.mutate("", "v1", "pods", id=webhookconfig.HANDLER_ID, subresource="*", registry=registry)
-    async def mutate_pod(
-        body: kopf.Body,
-        patch: kopf.Patch,
-        warnings: list[str],
-        subresource: str | None,
-        old: kopf.Body | None = None,
-        operation: str | None = None,
-        **_: Any,
-    ) -> None:
-        """The kopf engine: the same core mutation and failure answers as the direct engine,
-        expressed through kopf's patch object (the request uid is not available here)."""
-        from webhook.core.jsonpatch import apply_patch_in_place
-
-        started = time.perf_counter()
-        is_create = operation == "CREATE" and not subresource
-        is_ephemeral = operation == "UPDATE" and subresource == "ephemeralcontainers"
-        if not (is_create or is_ephemeral):
-            metrics.record_request("ignored", time.perf_counter() - started)
-            return
-        namespace = body.get("metadata", {}).get("namespace") or ""
-        snapshot = state.snapshot
-        if snapshot is not None and namespace not in snapshot.namespaces:
-            # A namespace created a moment ago: give the watch a moment to deliver it (never guess
-            # its scope: an unknown namespace would fall back to the default account).
-            await state.wait_for_namespace(namespace)
-            snapshot = state.snapshot
-        try:
-            if snapshot is None:
-                raise _Unavailable("not_ready", "configuration caches are not synced yet")
-            if namespace not in snapshot.namespaces:
-                reason = f"namespace {namespace!r} is not in the webhook's cache yet"
-                raise _Unavailable("namespace_unknown", reason)
-            try:
-                mutation = snapshot.admit(body, namespace, old if is_ephemeral else None)
-            except Exception as error:
-                name = body.get("metadata", {}).get("name") or body.get("metadata", {}).get("generateName")
-                logger.exception("admission handler failed for pod %s/%s", namespace, name)
-                raise _Unavailable("error", "internal error in the webhook") from error
-        except _Unavailable as failure:
-            metrics.record_request(failure.outcome, time.perf_counter() - started)
-            if options.failure_policy == "Ignore":
-                warnings.append(
-                    f"{WARNING_PREFIX}{failure.reason}: pod admitted unchanged (failurePolicy Ignore)"
-                )
-                return
-            raise kopf.AdmissionError(f"chaos-registry-webhook: {failure.reason}; retry", code=500) from None
-        if mutation.patch:
-            operations = mutation.patch
-            patch.fns.append(lambda raw: apply_patch_in_place(raw, operations))
-        warnings.extend(_warnings(mutation))
-        for rewrite in mutation.rewrites:
-            metrics.REWRITES.labels(component=rewrite.component or "other").inc()
-        outcome = "skipped" if not mutation.chaos else "mutated" if mutation.patch else "unchanged"
-        metrics.record_request(outcome, time.perf_counter() - started)
-
+    # Registered whatever the engine (kopf resolves the resources of its handlers before serving);
+    # with the direct engine, the server answers this handler's path itself.
+    register_mutation(registry, runtime.handler, HANDLER_ID)
     return registry
-
-
-class _Unavailable(Exception):
-    """The kopf engine cannot mutate this pod: answered per failure policy."""
-
-    def __init__(self, outcome: str, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
 
 
 def configure_logging(options: ServeOptions) -> None:
@@ -321,8 +285,8 @@ def configure_logging(options: ServeOptions) -> None:
 
 async def serve(options: ServeOptions) -> None:
     configure_logging(options)
-    configuration = kube.load_client_configuration(options.kubeconfig)
-    api = kube.api_client(configuration)
+    configuration = kube_client.load_client_configuration(options.kubeconfig)
+    api = kube_client.api_client(configuration)
     runtime = Runtime(options, api)
     settings = kopf.OperatorSettings()
     settings.admission.server = runtime.server  # type: ignore[assignment]
@@ -333,6 +297,11 @@ async def serve(options: ServeOptions) -> None:
     settings.posting.level = logging.WARNING
     # Paged listings: at 10,000 objects one unpaged list is tens of MiB of JSON decoded at once.
     settings.watching.chunk_size = LIST_PAGE_SIZE
+    # kopf's own watches (defaults ConfigMap, source Secrets) read without an idle timeout: a
+    # silently dropped connection would hold them until TCP gives up. Have the apiserver end them
+    # within the idle timeout and give up on a connection a grace period past that.
+    settings.watching.server_timeout = max(1, int(options.watch_idle_timeout))  # whole seconds
+    settings.watching.client_timeout = options.watch_idle_timeout + WATCH_GRACE_SECONDS
     try:
         await runtime.start()
         await kopf.operator(
@@ -342,6 +311,10 @@ async def serve(options: ServeOptions) -> None:
             clusterwide=False,
             namespaces=list(options.source_namespaces),
             liveness_endpoint=None,
+            # Without it kopf asks getpass.getuser(), which fails for a user with no passwd entry:
+            # the image runs as 65532, which the base image does not list. (kopf types it as its
+            # Identity, a NewType of str that it does not export.)
+            identity=cast(Any, options.identity),
         )
     finally:
         await runtime.stop()

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from webhook.core.availability import Availability, unavailable_from_status
 from webhook.core.loader import parse_defaults_configmap, parse_registry
 from webhook.core.models import LABEL_PREFIX, DefaultsConfig, format_validation_error, load_defaults
 from webhook.core.resolver import RegistryEntry
@@ -65,6 +66,10 @@ class ConfigState:
         self._config_dirty = True
         self._changed = asyncio.Event()
         self._namespace_seen = asyncio.Event()
+        # The last registry check (opt-in), on the Lease holder only: what the writer puts in status.
+        self.availability: Availability | None = None
+        # What every replica reads back from status.unavailableImages: admission warnings.
+        self._unavailable: dict[str, tuple[tuple[str, str], ...]] = {}
 
     # Watched objects ---------------------------------------------------------------------------
 
@@ -81,6 +86,13 @@ class ConfigState:
             logger.warning("ChaosImageRegistry %s is invalid and ignored: %s", name, "; ".join(problems))
         else:
             entry = RegistryEntry.from_resource(parsed)
+        unavailable = unavailable_from_status(body.get("status"))
+        if unavailable != self._unavailable.get(name, ()):
+            if unavailable:
+                self._unavailable[name] = unavailable
+            else:
+                self._unavailable.pop(name, None)
+            self._schedule()
         previous = self.objects.get(name)
         self.objects[name] = RegistryObject(
             name=name,
@@ -100,6 +112,7 @@ class ConfigState:
         self._config_changed()
 
     def delete_registry(self, name: str) -> None:
+        self._unavailable.pop(name, None)
         self._entries.pop(name, None)
         self.objects.pop(name, None)
         self._config_changed()
@@ -141,6 +154,12 @@ class ConfigState:
             self.defaults_problems = ()
         self._config_changed()
 
+    def set_availability(self, availability: Availability | None) -> None:
+        """A registry check finished: the writer puts it in status, whence every replica's watch
+        brings it to admission."""
+        self.availability = availability
+        self._notify()
+
     def set_source_secret(self, namespace: str, name: str, exists: bool, modified: bool = False) -> None:
         """A Secret of a source namespace was seen; `modified`: its data may have changed."""
         key = (namespace, name)
@@ -173,7 +192,10 @@ class ConfigState:
         if self._config is None or self._config_dirty:
             self._config = CompiledConfig(self._defaults, self._entries.values())
             self._config_dirty = False
-        self.snapshot = Snapshot(self._config, MappingProxyType(dict(self._namespaces)))
+        unavailable = MappingProxyType(
+            {image: reason for pairs in self._unavailable.values() for image, reason in pairs}
+        )
+        self.snapshot = Snapshot(self._config, MappingProxyType(dict(self._namespaces)), unavailable)
         self.generation += 1
         metrics.SNAPSHOT_BUILDS.inc()
         metrics.CONFIG_OBJECTS.labels(kind="ChaosImageRegistry").set(len(self.objects))

@@ -2,7 +2,7 @@
 (ChaosImageRegistry, namespace labels, the defaults ConfigMap) applied while the webhook runs.
 
 Propagation is measured from the API call returning to the first dry-run pod admitted with the new
-configuration, and must stay under 2 s (SPEC section 8: "a change applies to the next pod").
+configuration, and must stay under 2 s (docs/contract.md#the-service: a change applies to the next pod).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from tests.e2e.service.admission_support import (
     wait_admitted,
 )
 from tests.e2e.service.conftest import Cluster, images, wait_for
-from webhook.service.webhookconfig import WEBHOOK_NAME
+from webhook.service.tls.webhook_configuration import WEBHOOK_NAME
 
 RUNNER = "examples/pods/litmus-runner.yaml"
 TARGET = "registry.acme.corp/chaos"

@@ -4,7 +4,7 @@ HTTPS to the admission port, verified with the CA of the self-managed Secret
 (chaos-system/chaos-registry-webhook-tls, key ca.crt): malformed AdmissionReviews get HTTP 400 with
 a message (and the server keeps serving), a well-formed review of a chaos pod gets a base64 JSON
 Patch, a review the webhook cannot answer is refused per failurePolicy Fail. Plain HTTP:
-/healthz, /readyz and the Prometheus metric families of SPEC section 8.
+/healthz, /readyz and the Prometheus metric families of docs/contract.md#the-service.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Two replicas serve at once: each registered configuration makes the apiserver call its process, and
 the counters of both move for every pod; the second one to see a pod finds nothing left to change.
-The `--engine kopf` process (kopf's own admission machinery and operator.py's kopf.on.mutate
+The `--engine kopf` process (kopf's own admission machinery and admission/kopf_engine.py's kopf.on.mutate
 handler) stores exactly what the default direct engine stores.
 """
 

@@ -1,4 +1,4 @@
-"""Only the holder of the coordination.k8s.io Lease writes (SPEC section 8): several `serve`
+"""Only the holder of the coordination.k8s.io Lease writes (docs/contract.md#the-service): several `serve`
 processes campaign, exactly one holds the Lease and runs the write side, and when it stops (it
 releases the Lease) or dies (the Lease expires) another takes over and writes.
 

@@ -1,4 +1,5 @@
-"""Pull secrets reach the pod's namespace (SPEC section 6): the write side copies the source Secret
+"""Pull secrets reach the pod's namespace (docs/contract.md#pull-secret-copies): the write side
+copies the source Secret
 into every namespace bound to a Private scope, keeps the copy in sync, removes it when no longer
 needed, reports a missing source, and never lets Secret contents reach a log or an Event.
 """

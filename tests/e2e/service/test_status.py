@@ -1,4 +1,5 @@
-"""Status written by the webhook's write side behind the real apiserver (SPEC section 3).
+"""Status written by the webhook's write side behind the real apiserver
+(docs/contract.md#the-chaosimageregistry-resource).
 
 The session `webhook` replica holds the Lease and resyncs every 2 s; each test uses its own
 account, so its registries resolve only among themselves.
@@ -113,15 +114,16 @@ def test_kubectl_get_shows_level_scope_server_type_and_blocked(
 
     output = control_plane.kubectl("get", "cir", f"{account}-root", f"{account}-team").stdout
     header, *rows = output.strip().splitlines()
-    assert header.split()[:7] == ["NAME", "LEVEL", "SCOPE", "SERVER", "TYPE", "BLOCKED", "AGE"]
+    assert header.split()[:8] == ["NAME", "LEVEL", "SCOPE", "SERVER", "TYPE", "BLOCKED", "IMAGES", "AGE"]
     table = {row.split()[0]: row.split() for row in rows}
     assert table[f"{account}-root"][1:6] == ["Account", account, "root.example.com", "Public", "False"]
-    # Server and type are the resource's own spec; Blocked comes from the condition.
+    # Server and type are what is in effect for the scope (status), not the spec's own: the blocked
+    # team registry's scope gets root's; Blocked comes from the condition.
     assert table[f"{account}-team"][1:6] == [
         "Organization",
         f"{account}/retail",
-        "team.example.com",
-        "Private",
+        "root.example.com",
+        "Public",
         "True",
     ]
 

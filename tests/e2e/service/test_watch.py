@@ -12,8 +12,9 @@ import pytest
 
 from controlplane import ControlPlane
 from tests.e2e.service.conftest import Cluster
-from webhook.service import kube
-from webhook.service.watch import NAMESPACES, REGISTRIES, ApiSession, Watcher
+from webhook.service.kube import client as kube_client
+from webhook.service.kube.session import ApiSession
+from webhook.service.kube.watch import NAMESPACES, REGISTRIES, Watcher
 
 
 class Seen:
@@ -41,7 +42,7 @@ async def until(check: Callable[[], object], what: str, timeout: float = 10.0) -
 
 @pytest.fixture
 async def session(control_plane: ControlPlane) -> AsyncIterator[ApiSession]:
-    api = ApiSession(kube.load_client_configuration(str(control_plane.kubeconfig)))
+    api = ApiSession(kube_client.load_client_configuration(str(control_plane.kubeconfig)))
     yield api
     await api.close()
 

@@ -1,4 +1,4 @@
-"""The Kubernetes API client of the service (the official `kubernetes` package).
+"""Credentials and the Kubernetes API client of the service (the official `kubernetes` package).
 
 kopf watches with its own client; everything the service writes (status, Secret copies, Events,
 the Lease, the webhook configuration, the certificate Secret) goes through this one, called from
@@ -62,8 +62,3 @@ def authorization(configuration: client.Configuration) -> str | None:
         "BearerToken"
     ) or configuration.get_api_key_with_prefix("authorization")
     return header or None
-
-
-def status_of(error: BaseException) -> int | None:
-    """The HTTP status of an API error, None for anything else."""
-    return error.status if isinstance(error, client.ApiException) else None

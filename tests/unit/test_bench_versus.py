@@ -1,0 +1,55 @@
+"""The side-by-side bench's arithmetic and charts (bench/versus_go.py, bench/charts.py)."""
+
+from pathlib import Path
+
+from bench import charts, corpus, versus_go
+
+
+def _run(server: str, rps: float, p99: float = 1.0) -> versus_go.Run:
+    count = int(rps)
+    return versus_go.Run(server, {"rps": rps, "p50_ms": p99 / 2, "p99_ms": p99, "count": count}, count / 1000)
+
+
+def test_ratio_is_the_median_of_the_pairs_ratios():
+    cell = versus_go.VersusCell("hce-fault", 8, 10)
+    # Pairs (ours, go): a disturbed pair slows both sides; the median pair decides.
+    for ours, go in ((900.0, 1000.0), (500.0, 400.0), (1100.0, 1000.0)):
+        cell.runs += [_run("go", go), _run("ours", ours)]
+    row = cell.row()
+    assert row["ratio_runs"] == [0.9, 1.25, 1.1]
+    assert row["ratio_vs_go"] == 1.1
+    assert row["go_reference_rps"] == 1000.0
+    assert row["rps"] == 900.0
+    assert row["cpu_ms_per_1k"] == 1000.0
+
+
+def test_bodies_are_one_review_a_line_in_private_namespaces(tmp_path: Path):
+    pods = corpus.pods()
+    template = corpus.Template("hce-fault", corpus.admission_object(pods["hce-fault"], pods["hce-fault"]))
+    namespaces = versus_go.private_namespaces()
+    assert namespaces == ["bench-a0-o0", "bench-a0-o0-p0-i2"]
+    for index in versus_go.PRIVATE_SCOPE_INDEXES:
+        registry = corpus.registry_body(index, corpus.Configuration(index + 1).scopes()[index])
+        assert registry["spec"]["registry"]["type"] == "Private"
+    lines = versus_go.write_bodies(template, namespaces, tmp_path / "b.jsonl", 3).read_bytes().splitlines()
+    assert len(lines) == versus_go.BODY_VARIANTS
+    uids = {line.split(b'"uid":"')[1][:36] for line in lines}
+    assert len(uids) == len(lines)
+    assert b'"namespace":"bench-a0-o0-p0-i2"' in lines[1]
+
+
+def test_charts_are_drawn_from_the_rows(tmp_path: Path):
+    scale = [
+        {"scopes": k, "concurrency": c, "p99_ms": 1.0 + c / 10, "rss_mib": 100.0 + k / 1000}
+        for k in (10, 1000)
+        for c in (1, 8)
+    ]
+    versus = [
+        {"body": b, "concurrency": c, "rps": 100.0 * c, "go_reference_rps": 90.0 * c, "p99_ms": 1.0,
+         "go_reference_p99_ms": 1.2}
+        for b in versus_go.BODIES
+        for c in (1, 8, 32)
+    ]  # fmt: skip
+    charts.draw(tmp_path, scale, versus)
+    for name, _ in charts.CHARTS:
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG"), name

@@ -1,0 +1,1 @@
+"""Registry checks: do the images a scope needs exist in its registry, readable with its pull secret?"""

@@ -1,0 +1,70 @@
+"""Events about ChaosImageRegistry resources (events.k8s.io/v1), posted when a status change needs
+someone's attention. Best effort: the condition in the status says the same."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+
+from webhook.core.models import API_GROUP, API_VERSION, KIND, MANAGER
+from webhook.service.kube.errors import describe
+from webhook.service.kube.lease import lease_time
+
+logger = logging.getLogger("webhook.writer")
+
+# Events about cluster-scoped objects must live in "default" (API server validation).
+EVENT_NAMESPACE = "default"
+REPORTING_CONTROLLER = f"{API_GROUP}/{MANAGER}"
+MAX_EVENT_NOTE = 1024
+
+
+class EventPoster:
+    """Posts Warning Events as `identity` (this replica) of the webhook's controller."""
+
+    def __init__(self, api: client.ApiClient, identity: str, request_timeout: float) -> None:
+        self.events = client.EventsV1Api(api)
+        self.identity = identity
+        self.request_timeout = request_timeout
+
+    async def post(self, registry: Mapping[str, Any], reason: str, message: str) -> None:
+        metadata = registry.get("metadata") or {}
+        name = str(metadata.get("name"))
+        try:
+            await asyncio.to_thread(self._create, metadata, reason, message)
+        except Exception as error:
+            logger.warning(
+                "cannot post Event %s for ChaosImageRegistry %s: %s", reason, name, describe(error)
+            )
+            return
+        logger.info("posted Event %s for ChaosImageRegistry %s", reason, name)
+
+    def _create(self, metadata: Mapping[str, Any], reason: str, message: str) -> None:
+        name = str(metadata.get("name"))
+        body = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name[:230]}.{secrets.token_hex(8)}", "namespace": EVENT_NAMESPACE},
+            "eventTime": lease_time(datetime.now(UTC)),
+            "reportingController": REPORTING_CONTROLLER,
+            "reportingInstance": self.identity[:128],
+            "action": "Reconcile",
+            "reason": reason,
+            "note": message[:MAX_EVENT_NOTE],
+            "type": "Warning",
+            "regarding": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": name,
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+        }
+        self.events.create_namespaced_event(
+            EVENT_NAMESPACE, client.EventsV1Event.model_validate(body), _request_timeout=self.request_timeout
+        )
