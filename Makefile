@@ -8,10 +8,11 @@ CONTROLPLANE_BIN = $(shell bash controlplane/build.sh | tail -n1)
 IMAGE ?= ghcr.io/chaos-registry-webhook/chaos-registry-webhook:0.1.0
 CHART := charts/chaos-registry-webhook
 MANIFESTS := manifests/chaos-registry-webhook.yaml
-# manifests/ is this command's output; tests/unit/test_chart.py renders it the same way.
-RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds
+# manifests/ is this command's output; tests/unit/test_chart.py renders it the same way. Without the
+# `helm test` objects: `kubectl apply` would make them ordinary, permanent objects.
+RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds --skip-tests
 
-.PHONY: help venv test unit e2e node-test node-deps node-binaries lint controlplane cluster-up cluster-down bench manifests check-manifests demo image reliability clean
+.PHONY: help venv test unit e2e node-test node-deps node-binaries lint controlplane cluster-up cluster-down bench manifests check-manifests demo image image-local lock reliability clean
 
 help:
 	@echo "make demo         local control plane + webhook + examples: before/after image table"
@@ -19,20 +20,29 @@ help:
 	@echo "make unit         unit and golden tests only (no cluster)"
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
 	@echo "make node-test    the real-node tier alone: kubelet, containerd, local registry (root)"
-	@echo "make lint         ruff, mypy, import layers (lint-imports), hadolint, helm lint"
+	@echo "make lint         ruff, mypy, import layers (lint-imports), hadolint, helm lint, vulnerability audit"
+	@echo "make lock         rewrite requirements.lock and build-requirements.lock from pyproject.toml"
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
+	@echo "make image-local  the same image without a container engine (buildah, as root): an OCI archive"
 	@echo "make cluster-up   start a local control plane for people (NODE=1: with a real node); make cluster-down stops it"
 	@echo "make reliability  full reliability and security run (RELIABILITY.md): prints its figures"
 
-$(STAMP): pyproject.toml
+# The runtime dependencies come from the same hash-checked lock as the image's, so the tests run
+# against what ships; the dev extras are added on top.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP)
+
+# Needs the package index; keeps every pin that still satisfies pyproject (hack/lock.py).
+lock: $(STAMP)
+	$(PY) -m hack.lock
 
 controlplane:
 	@bash controlplane/build.sh
@@ -65,6 +75,7 @@ lint: $(STAMP) controlplane
 	$(VENV)/bin/hadolint Dockerfile
 	$(CONTROLPLANE_BIN)/helm lint --strict $(CHART)
 	@$(MAKE) --no-print-directory check-manifests
+	@$(PY) -m hack.audit
 
 demo: $(STAMP)
 	$(PY) hack/demo.py
@@ -82,6 +93,11 @@ check-manifests: controlplane
 
 image:
 	docker build -t $(IMAGE) .
+
+# The Dockerfile built by buildah on a Debian stand-in for its base (controlplane/build-image.sh),
+# written as an OCI archive and cached by its inputs; prints the archive's path.
+image-local:
+	@bash controlplane/build-image.sh $(IMAGE)
 
 # Hostile input, by class (RELIABILITY.md section 6): pods in-process and through the apiserver, CLI
 # inputs, validate against the apiserver, serve start-up failures.

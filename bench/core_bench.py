@@ -40,15 +40,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webhook.core.models import Scope, load_defaults
+from webhook.core.models import LEVELS, SCOPE_LABELS, Scope, load_defaults
 from webhook.core.reference import parse_reference
 from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig, Snapshot
 
 TARGET_US = 100.0
-LEVEL_LABELS = tuple(
-    f"chaosregistry.io/{level}" for level in ("account", "organization", "project", "infrastructure")
-)
+LEVEL_LABELS = SCOPE_LABELS
 # 100 accounts x 9 organizations x 3.33 projects x 2 infrastructures = 10,000 scopes.
 ACCOUNTS, ORGS_PER_ACCOUNT, PROJECTS, INFRAS_PER_PROJECT = 100, 9, 3000, 2
 
@@ -212,7 +210,7 @@ def run(iterations: int, rounds: int, seed: int) -> dict[str, Any]:
         "namespaces": len(bound),
         "levels": {
             level: sum(1 for s in scopes if len(s.parts) == depth)
-            for depth, level in enumerate(("account", "organization", "project", "infrastructure"), start=1)
+            for depth, level in enumerate(LEVELS, start=1)
         },
         "compile_ms": round(compile_seconds * 1000, 1),
         "python": sys.version.split()[0],

@@ -26,10 +26,11 @@ from typing import Any
 import orjson
 import yaml
 
+from webhook.core.models import LEVELS
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "pods"
 GROUP, VERSION, PLURAL = "chaosregistry.io", "v1alpha1", "chaosimageregistries"
-LEVELS = ("account", "organization", "project", "infrastructure")
 FANOUT = 3
 
 # Chaos pods (40% of the requests) by weight: helpers, experiments and Argo steps are the common

@@ -16,6 +16,7 @@ Two ways to use it:
 from __future__ import annotations
 
 import atexit
+import base64
 import collections
 import contextlib
 import ctypes
@@ -315,6 +316,7 @@ class ControlPlane:
         self._root: Path | None = None
         self._port: int | None = None
         self._etcd_port: int | None = None
+        self._etcd_peer_port: int | None = None
         self._processes: list[_Process] = []
         self._atexit_registered = False
         #: Seconds from start() to a ready apiserver (certificates, etcd, /readyz).
@@ -531,27 +533,29 @@ class ControlPlane:
         for log in self.logs_dir.glob("*.log") if self.logs_dir.exists() else ():
             log.unlink()
 
+        self._etcd_peer_port = peer_port
         deadline = time.monotonic() + self.startup_timeout
-        etcd = self._spawn(
-            "etcd",
-            [
-                "--name=controlplane",
-                f"--data-dir={etcd_data}",
-                f"--listen-client-urls=http://{_HOST}:{self._etcd_port}",
-                f"--advertise-client-urls=http://{_HOST}:{self._etcd_port}",
-                # The peer port defaults to 2380 on all interfaces: two clusters would collide.
-                f"--listen-peer-urls=http://{_HOST}:{peer_port}",
-                f"--initial-advertise-peer-urls=http://{_HOST}:{peer_port}",
-                f"--initial-cluster=controlplane=http://{_HOST}:{peer_port}",
-                "--initial-cluster-state=new",
-                # Throwaway data: fsync only costs time, and a lot of it on a busy disk.
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-            ],
-        )
+        etcd = self._spawn("etcd", self._etcd_args(etcd_data))
         self._wait(etcd, deadline, self._etcd_healthy, "etcd /health")
         apiserver = self._spawn("kube-apiserver", self._apiserver_args())
         self._wait(apiserver, deadline, self._apiserver_ready, "kube-apiserver /readyz")
+
+    def _etcd_args(self, data_dir: Path) -> list[str]:
+        peer = f"http://{_HOST}:{self._etcd_peer_port}"
+        return [
+            "--name=controlplane",
+            f"--data-dir={data_dir}",
+            f"--listen-client-urls=http://{_HOST}:{self._etcd_port}",
+            f"--advertise-client-urls=http://{_HOST}:{self._etcd_port}",
+            # The peer port defaults to 2380 on all interfaces: two clusters would collide.
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=controlplane={peer}",
+            "--initial-cluster-state=new",
+            # Throwaway data: fsync only costs time, and a lot of it on a busy disk.
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
 
     def _apiserver_args(self) -> list[str]:
         pki = self.root_dir / "pki"
@@ -701,6 +705,62 @@ class ControlPlane:
         began = time.monotonic()
         self.stop_apiserver(grace=grace)
         self.start_apiserver(timeout=timeout)
+        return time.monotonic() - began
+
+    def snapshot_etcd(self, path: Path) -> int:
+        """Save a snapshot of etcd's data to `path` (etcd's Maintenance.Snapshot through its JSON
+        gateway, as `etcdctl snapshot save` does over gRPC); returns its size in bytes."""
+        conn = http.client.HTTPConnection(_HOST, self._etcd_port, timeout=60)
+        try:
+            conn.request("POST", "/v3/maintenance/snapshot", body=b"{}")
+            response = conn.getresponse()
+            if response.status != 200:
+                raise ControlPlaneError(f"etcd snapshot: HTTP {response.status}: {response.read()[:200]!r}")
+            size = 0
+            with path.open("wb") as out:
+                # One JSON object per line, each a base64 chunk of the database (the last ends with its hash).
+                for line in response:
+                    if not line.strip():
+                        continue
+                    message = json.loads(line)
+                    if "error" in message:
+                        raise ControlPlaneError(f"etcd snapshot: {message['error']}")
+                    blob = base64.b64decode(message["result"].get("blob", ""))
+                    out.write(blob)
+                    size += len(blob)
+        finally:
+            conn.close()
+        return size
+
+    def restore_etcd(self, snapshot: Path, etcdutl: Path, timeout: float | None = None) -> float:
+        """Restore etcd from `snapshot`, as an operator recovering from a backup does: the
+        kube-apiserver and etcd stopped, the data replaced with `etcdutl snapshot restore` (no
+        revision bump: resourceVersions go back to the snapshot's), both started again on the same
+        ports. Returns the seconds the apiserver was unavailable."""
+        began = time.monotonic()
+        deadline = began + (timeout if timeout is not None else self.startup_timeout)
+        self.stop_apiserver(grace=3.0)
+        etcd = next(proc for proc in self._processes if proc.name == "etcd")
+        etcd.stop(grace=5.0)
+        if etcd.popen is not None:
+            etcd.popen.wait()
+        self._processes.remove(etcd)
+        data = self.root_dir / "etcd"
+        shutil.rmtree(data, ignore_errors=True)
+        peer = f"http://{_HOST}:{self._etcd_peer_port}"
+        restored = subprocess.run(
+            [
+                str(etcdutl), "snapshot", "restore", str(snapshot), f"--data-dir={data}",
+                "--name=controlplane", f"--initial-cluster=controlplane={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+            ],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if restored.returncode != 0:
+            raise ControlPlaneError(f"etcdutl snapshot restore failed: {restored.stderr.strip()[-500:]}")
+        etcd = self._spawn("etcd", self._etcd_args(data))
+        self._wait(etcd, deadline, self._etcd_healthy, "etcd /health after the restore")
+        self.start_apiserver(timeout=max(1.0, deadline - time.monotonic()))
         return time.monotonic() - began
 
     def _stop_processes(self) -> None:

@@ -207,6 +207,9 @@ def outcome(cluster: NodeCluster, namespace: str, name: str) -> str | None:
     if reasons:
         return reasons[0]
     phase: str = pod.get("status", {}).get("phase", "")
+    inits = pod.get("status", {}).get("initContainerStatuses") or []
+    if phase == "Pending" and any("running" in s.get("state", {}) for s in inits):
+        return "Init:Running"  # pulled and started; the stand-in init container idles
     if phase in FINAL_PHASES and all(
         "running" in s.get("state", {}) or "terminated" in s.get("state", {})
         for s in pod["status"].get("containerStatuses") or [{}]
@@ -297,7 +300,7 @@ def run_on_node(workdir: Path, cluster: NodeCluster) -> None:
             pod["metadata"]["generateName"] += "before-"
         stored = json.loads(plane.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(pod)).stdout)
         before_pods[path.stem] = (stored["metadata"]["namespace"], stored["metadata"]["name"])
-    before = outcomes(cluster, before_pods, timeout=60)
+    # The kubelet tries these pulls while the chart and the webhook are set up: read them after.
     step("installing the Helm chart's objects (helm template | kubectl apply --server-side)")
     install_chart(plane)
     # Its image is not built here (the chart's own tests build it); the local process stands in.
@@ -319,6 +322,8 @@ def run_on_node(workdir: Path, cluster: NodeCluster) -> None:
     step(f"starting chaos-registry serve (it takes over MutatingWebhookConfiguration {RELEASE})")
     with WebhookProcess(plane.kubeconfig, log, namespace=NAMESPACE, config_name=RELEASE) as webhook:
         wait_for(lambda: bound_pod_is_mutated(plane), 30, "the apiserver to call the webhook")
+        before = outcomes(cluster, before_pods, timeout=60)
+        step(f"before the webhook, the kubelet could not pull: {sorted(set(before.values()))}")
         publish_admitted_images(cluster)
         step(f"webhook ready at {webhook.url}; creating the chaos pods of examples/pods")
         after_pods: dict[str, tuple[str, str]] = {}
@@ -333,7 +338,8 @@ def run_on_node(workdir: Path, cluster: NodeCluster) -> None:
         step(
             f"the registry served {len(pulls)} manifest pulls, all as user {user!r} (the copied pull secret)"
         )
-        print("         hce-helper pins a digest the demo registry does not hold; not-chaos is no chaos pod.")
+        print("         hce-helper pins a digest the demo registry does not hold; not-chaos is no chaos pod;")
+        print("         argo-step's init container is the idle test image (no Argo controller in the demo).")
         step("ChaosImageRegistry status (written by the Lease holder) and pull-secret copies")
         show_status(plane)
         print()

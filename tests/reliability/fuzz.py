@@ -30,6 +30,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import orjson
 from hypothesis import strategies as st
 
+from webhook.core.models import LEVELS
+
 T = TypeVar("T")
 
 # --- sources of choices -----------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def strategy(generate: Callable[..., T], *args: Any, **kwargs: Any) -> st.Search
 
 # --- the world the inputs live in ---------------------------------------------------------------------
 
-SCOPE_KEYS = ("account", "organization", "project", "infrastructure")
+SCOPE_KEYS = LEVELS
 LABEL = "chaosregistry.io/"
 IMAGE_ENV_VARS = ("LIB_IMAGE", "LOG_WATCHER_IMAGE", "TC_IMAGE", "STRESS_IMAGE")
 DIGEST = "sha256:" + "0123456789abcdef" * 4

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import kubernetes
+import yaml
 
 from controlplane import ControlPlane
 from controlplane.webhook import WebhookProcess
@@ -53,8 +55,11 @@ class ManagedWebhook:
         extra_args: Sequence[str] = (),
         writer: bool = False,
         log_level: str = "info",
+        kubeconfig: Path | None = None,
     ) -> None:
         self.control_plane = control_plane
+        # The webhook's own way to the apiserver (a proxy's, to cut it); the tests use the admin's.
+        self.kubeconfig = kubeconfig or control_plane.kubeconfig
         self.name = name or f"chaos-registry-rel-{secrets.token_hex(3)}"
         self.failure_policy = failure_policy
         self.log_dir = log_dir
@@ -95,7 +100,7 @@ class ManagedWebhook:
 
     def start(self, timeout: float = 90.0) -> ManagedWebhook:
         self.process = WebhookProcess(
-            self.control_plane.kubeconfig,
+            self.kubeconfig,
             self.log_file,
             config_name=self.name,
             failure_policy=self.failure_policy,
@@ -515,3 +520,92 @@ def wait_admitted(
 
 def rewritten_to(prefix: str) -> Callable[[dict[str, Any]], bool]:
     return lambda stored: all(image.startswith(prefix) for image in all_images(stored))
+
+
+# --- a connection that goes silent ---------------------------------------------------------------------
+
+
+class SilentDropProxy:
+    """A loopback TCP proxy to the apiserver that can stop forwarding without closing anything.
+
+    `drop()` is what a NAT or load balancer that lost its connection table does: every open
+    connection stays open at both ends but carries nothing more, ever; connections opened during the
+    drop are accepted and black-holed too. `heal()` makes new connections work again; the dropped
+    ones stay dead until their client gives up on them (only a timeout can tell).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._dropping = False
+        self._dead: set[socket.socket] = set()
+        self._sockets: list[socket.socket] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def kubeconfig(self, source: Path, target: Path) -> Path:
+        """`source` with its server pointed at this proxy (the apiserver's certificate names 127.0.0.1)."""
+        config = yaml.safe_load(source.read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.port}"
+        target.write_text(yaml.safe_dump(config, sort_keys=False))
+        target.chmod(0o600)
+        return target
+
+    def drop(self) -> None:
+        with self._lock:
+            self._dropping = True
+            self._dead.update(self._sockets)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._dropping = False
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            except OSError:
+                downstream.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [downstream, upstream]
+                if self._dropping:
+                    self._dead.update((downstream, upstream))
+            for source, sink in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        """Copy source to sink; once dropped, read and discard (the peer sees no close, no reset)."""
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                with self._lock:
+                    dead = source in self._dead
+                if not dead:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            dead = source in self._dead
+        if not dead:
+            # A clean end of a live connection is passed on, as a proxy does.
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)

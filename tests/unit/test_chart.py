@@ -2,7 +2,8 @@
 
 * `helm lint --strict`, and `helm template` golden files (tests/golden/chart/) for every value
   combination that changes the output: each certificate mode, failurePolicy Ignore,
-  selectAllNamespaces, an extra secret source namespace, the ServiceMonitor;
+  selectAllNamespaces, an extra secret source namespace, the ServiceMonitor, the PrometheusRule and
+  Grafana dashboard (tests/unit/test_monitoring.py tests those further);
 * typos and wrong types in values fail with the schema's message (values.schema.json);
 * the rendered MutatingWebhookConfiguration is the one `webhook_configuration.build_webhook_configuration`
   builds, and the rendered defaults ConfigMap is the built-in defaults;
@@ -32,6 +33,7 @@ import pytest
 import yaml
 
 from controlplane import ensure_binaries
+from webhook.cli.main import build_parser
 from webhook.core.loader import parse_defaults_configmap
 from webhook.core.models import builtin_defaults_document, load_defaults
 from webhook.service.options import ServeOptions, add_serve_arguments, options_from_args, validate_options
@@ -69,6 +71,10 @@ CASES: dict[str, list[str]] = {
     "secret-source-namespaces": ["--set", "secretSourceNamespaces={registry-secrets,chaos-system}"],
     "service-monitor": [
         "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.labels.release=prom",
+    ],
+    "monitoring": [
+        "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.labels.release=prom",
+        "--set", "grafanaDashboard.enabled=true",
     ],
     "single-replica-other-release": [
         "--set", "replicaCount=1", "--release-name=acme-chaos", "--namespace=acme",
@@ -158,8 +164,13 @@ def test_golden(helm: Path, case: str) -> None:
 def test_manifests_are_the_default_rendering(helm: Path) -> None:
     """manifests/ = `make manifests` (the command in the Makefile's RENDER_MANIFESTS)."""
     makefile = (ROOT / "Makefile").read_text()
-    assert "helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds" in makefile
-    check_or_update(MANIFESTS, render_text(helm, [], include_crds=True))
+    command = (
+        "helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds --skip-tests"
+    )
+    assert command in makefile
+    rendered = render_text(helm, ["--skip-tests"], include_crds=True)
+    assert "helm.sh/hook" not in rendered  # no test objects for `kubectl apply`
+    check_or_update(MANIFESTS, rendered)
 
 
 def test_no_golden_file_without_a_case() -> None:
@@ -367,7 +378,9 @@ def test_deployment_args_are_serve_options_naming_the_chart_objects(helm: Path, 
     assert options.namespace == namespace
     assert options.service_name == find(docs, "Service")["metadata"]["name"]
     assert options.webhook_config_name == find(docs, "MutatingWebhookConfiguration")["metadata"]["name"]
-    assert options.defaults_configmap == find(docs, "ConfigMap")["metadata"]["name"]
+    # The dashboard ConfigMap (grafanaDashboard.enabled) is the only other one.
+    configmaps = [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"]
+    assert [n for n in configmaps if not n.endswith("-dashboard")] == [options.defaults_configmap]
     assert options.log_format == "json"
     assert options.webhook_url is None  # in a cluster the chart owns the configuration
     hook = find(docs, "MutatingWebhookConfiguration")["webhooks"][0]
@@ -403,7 +416,9 @@ def test_deployment_args_are_serve_options_naming_the_chart_objects(helm: Path, 
         else:
             assert secret == "corp-webhook-tls"
     extra = [ns for ns in options.secret_source_namespaces if ns != namespace]
-    roles = {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"}
+    roles = {
+        d["metadata"]["namespace"] for d in docs if d["kind"] == "Role" and d not in helm_test_objects(docs)
+    }
     assert roles == {namespace, *extra}
 
 
@@ -457,6 +472,110 @@ def test_rbac_has_no_wildcards_and_reads_no_secrets_cluster_wide(helm: Path) -> 
             "verbs": ["update"],
         }
     ]
+
+
+# --- the `helm test` hook (templates/tests/) ----------------------------------------------------------
+
+
+def helm_test_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A namespaceSelector's matchExpressions (the operators the chart uses) against labels."""
+    for expression in selector["matchExpressions"]:
+        key, operator = expression["key"], expression["operator"]
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "NotIn" and labels.get(key) in expression["values"]:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_helm_test_checks_a_chaos_pod_in_a_namespace_the_webhook_selects(helm: Path, case: str) -> None:
+    docs = render(helm, CASES[case])
+    tests = helm_test_objects(docs)
+    assert sorted(d["kind"] for d in tests) == [
+        "ChaosImageRegistry", "Namespace", "Pod", "Role", "RoleBinding", "ServiceAccount",
+    ]  # fmt: skip
+    for obj in tests:
+        # Deleted when the test passes, kept for a look when it fails, replaced by the next run.
+        assert (
+            obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+            == "before-hook-creation,hook-succeeded"
+        )
+    namespace, registry, pod = find(tests, "Namespace"), find(tests, "ChaosImageRegistry"), find(tests, "Pod")
+    weights = {d["kind"]: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) for d in tests}
+    assert weights["Namespace"] < weights["Role"] < weights["Pod"]  # the Role lives in the Namespace
+    labels = namespace["metadata"]["labels"]
+    assert registry["spec"]["scope"] == {"account": labels["chaosregistry.io/account"]}
+    hook = find(docs, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert selects(
+        hook["namespaceSelector"], {"kubernetes.io/metadata.name": namespace["metadata"]["name"], **labels}
+    )
+    # The pod runs `chaos-registry check-admission` (the CLI's own parser reads its arguments) in the
+    # release namespace, which the webhook never selects, with the webhook's image.
+    release_namespace = find(docs, "Deployment")["metadata"]["namespace"]
+    assert pod["metadata"]["namespace"] == release_namespace
+    container = pod["spec"]["containers"][0]
+    webhook_container = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == webhook_container["image"]
+    assert container["command"] == ["chaos-registry"]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "check-admission"
+    assert args.namespace == namespace["metadata"]["name"]
+    spec_registry = registry["spec"]["registry"]
+    assert args.expect_registry == f"{spec_registry['server']}/{spec_registry['account']}"
+    assert spec_registry["type"] == "Public" and registry["spec"]["customImages"] == {"enabled": False}
+
+
+def test_helm_test_runs_with_least_privilege_under_restricted_pod_security(helm: Path) -> None:
+    tests = helm_test_objects(render(helm))
+    namespace, pod = find(tests, "Namespace"), find(tests, "Pod")
+    account = find(tests, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    assert pod["spec"]["automountServiceAccountToken"] is True  # only the test pod gets its token
+    # Its one right: creating (dry-run) pods in the test namespace, which enforces restricted.
+    role, binding = find(tests, "Role"), find(tests, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace["metadata"]["name"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": pod["metadata"]["namespace"],
+        }
+    ]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = spec["containers"][0]["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["runAsUser"] == context["runAsGroup"] == 65532
+    assert spec["containers"][0]["resources"]["limits"] and spec["containers"][0]["resources"]["requests"]
+
+
+def test_helm_test_pod_pulls_like_the_webhook(helm: Path) -> None:
+    docs = render(
+        helm,
+        ["--set", "image.repository=127.0.0.1:5000/chaos/chaos-registry-webhook", "--set", "image.tag=dev",
+         "--set", "imagePullSecrets={local-pull}", "--set", "image.pullPolicy=Always"],
+    )  # fmt: skip
+    pod = find(helm_test_objects(docs), "Pod")
+    assert pod["spec"]["containers"][0]["image"] == "127.0.0.1:5000/chaos/chaos-registry-webhook:dev"
+    assert pod["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "local-pull"}]
 
 
 def test_image_is_the_one_the_makefile_and_dockerfile_build(helm: Path) -> None:

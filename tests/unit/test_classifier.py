@@ -14,12 +14,10 @@ import pytest
 from tests.unit.conftest import EntryFactory, PodLoader
 from webhook.core.classifier import PodClassifier, opted_out, scope_from_labels
 from webhook.core.loader import LoadedConfig
-from webhook.core.models import DefaultsConfig, Scope, load_defaults
+from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope, load_defaults
 from webhook.core.snapshot import CompiledConfig, Snapshot
 
-A, ORG, P, INF = (
-    f"chaosregistry.io/{level}" for level in ("account", "organization", "project", "infrastructure")
-)
+A, ORG, P, INF = SCOPE_LABELS
 
 
 @pytest.mark.parametrize(

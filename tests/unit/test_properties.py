@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from webhook.cli.main import main
 from webhook.core.jsonpatch import apply_patch
-from webhook.core.models import ChaosImageRegistry, DefaultsConfig, Scope, load_defaults
+from webhook.core.models import LEVELS, ChaosImageRegistry, DefaultsConfig, Scope, load_defaults
 from webhook.core.resolver import RegistryEntry, RegistryIndex
 from webhook.core.snapshot import CompiledConfig, Snapshot
 
@@ -70,7 +70,7 @@ def _all_scopes() -> list[tuple[str, ...]]:
 
 SCOPES = _all_scopes()
 DEEPEST = [s for s in SCOPES if len(s) == 4]
-LABELS = ("account", "organization", "project", "infrastructure")
+LABELS = LEVELS
 
 
 def _namespace_labels(parts: tuple[str, ...]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import make_entry
-from webhook.core.models import DefaultsConfig, load_defaults
+from webhook.core.models import LEVELS, DefaultsConfig, load_defaults
 from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig
 from webhook.core.status import (
@@ -470,7 +470,7 @@ def test_attention_needed_when_a_condition_turns_true(
 
 
 def ns(*scope: str, **extra: str) -> dict[str, str]:
-    keys = ("account", "organization", "project", "infrastructure")
+    keys = LEVELS
     labels = {f"chaosregistry.io/{k}": v for k, v in zip(keys, scope, strict=False)}
     labels.update({k.replace("_", "/"): v for k, v in extra.items()})
     return labels

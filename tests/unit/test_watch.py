@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -91,3 +92,58 @@ def test_the_session_sends_the_configuration_token() -> None:
     configuration = client.Configuration(host="https://127.0.0.1:1", api_key={"authorization": "Bearer abc"})
     headers = ApiSession(configuration).headers("application/json")
     assert headers == {"Accept": "application/json", "Authorization": "Bearer abc"}
+
+
+async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_again() -> None:
+    """A watch that sends its headers and one event, then nothing (a dropped connection that was
+    never closed): after the idle timeout the watcher lists again and says so for /readyz."""
+    import asyncio
+
+    from aiohttp import web
+
+    lists = 0
+    watches = 0
+    release = asyncio.Event()
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        nonlocal lists, watches
+        if "watch" not in request.query:
+            lists += 1
+            items = [{"metadata": {"name": "team-a", "resourceVersion": "5"}}]
+            return web.json_response({"items": items, "metadata": {"resourceVersion": "5"}})
+        watches += 1
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(
+            b'{"type": "ADDED", "object": {"metadata": {"name": "team-b", "resourceVersion": "6"}}}\n'
+        )
+        await release.wait()  # silent, never closed
+        return response
+
+    app = web.Application()
+    app.router.add_get(NAMESPACES.path, collection)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    recorder = Recorder()
+    session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, idle_timeout=0.3)
+    task = asyncio.create_task(watcher.run())
+    try:
+        for _ in range(100):
+            if watcher.last_recovery is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert watcher.stalls >= 1 and lists >= 2 and watches >= 1
+        assert watcher.last_recovery is not None and "listed again at" in watcher.last_recovery
+        # team-b arrived by the watch only, and the new listing no longer holds it: deleted.
+        assert ("upsert", "team-b") in recorder.calls and ("delete", "team-b") in recorder.calls
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await session.close()
+        release.set()
+        await runner.cleanup()

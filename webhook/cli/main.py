@@ -341,6 +341,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    check = commands.add_parser(
+        "check-admission",
+        help="dry-run a chaos pod through the installed webhook and check it comes back rewritten "
+        "(the Helm chart's test; needs a cluster)",
+        description="Create a LitmusChaos runner pod with dryRun=All in NAMESPACE and check that the "
+        "API server returns it rewritten to REGISTRY (the ChaosImageRegistry covering NAMESPACE sets "
+        "it). Asks again until --timeout while the webhook is starting or has not seen its "
+        "configuration. Exit 0 rewritten, 1 not.",
+    )
+    check.add_argument("--namespace", required=True, help="a namespace the webhook selects")
+    check.add_argument(
+        "--expect-registry",
+        required=True,
+        metavar="SERVER[/ACCOUNT]",
+        help="the registry (server and account) the chaos pod must be rewritten to",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to keep asking (default %(default)s)"
+    )
+    check.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"
+    )
+    check.set_defaults(handler=cmd_check_admission)
     return parser
 
 
@@ -413,6 +437,20 @@ def startup_failure(error: BaseException) -> str:
         where = f" {error.filename}" if error.filename else ""
         return f"cannot start:{where} {error.strerror or detail}"
     return f"cannot start: {type(error).__name__}: {detail}"
+
+
+def cmd_check_admission(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from webhook.cli.admission_check import CheckFailed, dry_run_creator, run_check
+
+    try:
+        result = run_check(
+            dry_run_creator(args.kubeconfig), args.namespace, args.expect_registry, args.timeout
+        )
+    except CheckFailed as failure:
+        print(f"chaos-registry check-admission: error: {failure}", file=err)
+        return EXIT_BAD_INPUT
+    out.write(result.summary(args.namespace) + "\n")
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

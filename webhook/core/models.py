@@ -42,6 +42,16 @@ LABEL_PREFIX = f"{API_GROUP}/"
 INJECT_LABEL = f"{LABEL_PREFIX}inject"
 ORIGINAL_IMAGES_ANNOTATION = f"{LABEL_PREFIX}original-images"
 SCOPE_ANNOTATION = f"{LABEL_PREFIX}scope"
+# On what the webhook writes (pull-secret copies, its record of them, its certificate Secret).
+MANAGER = "chaos-registry-webhook"  # the field manager of its writes, and the managed-by label's value
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+COPY_SOURCE_LABEL = f"{LABEL_PREFIX}source"  # <namespace>.<name> of a copy's source, shortened to fit
+COPY_SOURCE_ANNOTATION = f"{LABEL_PREFIX}source"  # <namespace>/<name> of a copy's source
+COPY_SOURCE_HASH_ANNOTATION = f"{LABEL_PREFIX}source-hash"
+DESCRIPTION_ANNOTATION = f"{LABEL_PREFIX}description"
+# Namespaces the webhook never selects, besides its own: no pod there is mutated or gets a copy.
+NEVER_SELECTED_NAMESPACES = ("kube-system",)
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 DEFAULTS_CONFIGMAP = "chaos-registry-defaults"
 DEFAULTS_KEY = "config.yaml"
 

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
@@ -27,10 +27,10 @@ from webhook.service.admission.kopf_engine import register_mutation
 from webhook.service.admission.server import AdmissionServer
 from webhook.service.health import HealthServer
 from webhook.service.kube import client as kube_client
-from webhook.service.kube.errors import status_of
+from webhook.service.kube.errors import describe, status_of
 from webhook.service.kube.lease import LeaseElector
 from webhook.service.kube.session import ApiSession
-from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, Watcher
+from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, WATCH_GRACE_SECONDS, Watcher
 from webhook.service.options import ServeOptions
 from webhook.service.state import ConfigState
 from webhook.service.tls import webhook_configuration
@@ -94,9 +94,14 @@ class Runtime:
         self.writer = Writer(self.state, api, options)
         self.image_monitor = ImageMonitor(self.state, api, options) if options.check_images else None
         self.watch_session = ApiSession(api.configuration)
+        idle = options.watch_idle_timeout
         self.watchers = (
-            Watcher(self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry),
-            Watcher(self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace),
+            Watcher(
+                self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry, idle
+            ),
+            Watcher(
+                self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace, idle
+            ),
         )
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -113,7 +118,11 @@ class Runtime:
             return False, "certificate not loaded"
         if not self.server.started.is_set():
             return False, "admission server not started"
-        return True, "ready"
+        # Still ready (admissions are answered from the caches, as during an apiserver restart), but
+        # a watch failing now or a stall it recovered from are said, for whoever looks.
+        notes = [f"{w.resource.kind} {w.last_error}" for w in self.watchers if w.last_error]
+        notes += [f"{w.resource.kind} watch {w.last_recovery}" for w in self.watchers if w.last_recovery]
+        return True, "ready" + (f" ({'; '.join(notes)})" if notes else "")
 
     # Start-up -------------------------------------------------------------------------------------
 
@@ -198,9 +207,8 @@ class Runtime:
                 raise
             except client.ApiException as error:
                 logger.error(
-                    "start-up: API request failed (%s %s); retrying in %ss",
-                    error.status,
-                    error.reason,
+                    "start-up: API request failed (%s); retrying in %ss",
+                    describe(error),
                     STARTUP_RETRY_SECONDS,
                 )
             except OSError as error:
@@ -289,6 +297,11 @@ async def serve(options: ServeOptions) -> None:
     settings.posting.level = logging.WARNING
     # Paged listings: at 10,000 objects one unpaged list is tens of MiB of JSON decoded at once.
     settings.watching.chunk_size = LIST_PAGE_SIZE
+    # kopf's own watches (defaults ConfigMap, source Secrets) read without an idle timeout: a
+    # silently dropped connection would hold them until TCP gives up. Have the apiserver end them
+    # within the idle timeout and give up on a connection a grace period past that.
+    settings.watching.server_timeout = max(1, int(options.watch_idle_timeout))  # whole seconds
+    settings.watching.client_timeout = options.watch_idle_timeout + WATCH_GRACE_SECONDS
     try:
         await runtime.start()
         await kopf.operator(
@@ -298,6 +311,10 @@ async def serve(options: ServeOptions) -> None:
             clusterwide=False,
             namespaces=list(options.source_namespaces),
             liveness_endpoint=None,
+            # Without it kopf asks getpass.getuser(), which fails for a user with no passwd entry:
+            # the image runs as 65532, which the base image does not list. (kopf types it as its
+            # Identity, a NewType of str that it does not export.)
+            identity=cast(Any, options.identity),
         )
     finally:
         await runtime.stop()

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from webhook.core.models import DEFAULTS_CONFIGMAP
+
 DEFAULT_NAMESPACE = "chaos-system"
 
 
@@ -142,7 +144,7 @@ class ServeOptions:
         group=HOOK,
         action="store_true",
     )
-    defaults_configmap: str = _option("chaos-registry-defaults", "the defaults ConfigMap", group=WRITE)
+    defaults_configmap: str = _option(DEFAULTS_CONFIGMAP, "the defaults ConfigMap", group=WRITE)
     secret_source_namespaces: tuple[str, ...] = _option(
         (),
         "another namespace whose Secrets may be copied (repeatable)",
@@ -169,6 +171,13 @@ class ServeOptions:
     resync_interval: float = _option(
         30.0,
         "seconds between full reconciliations of status and Secret copies",
+        group=WRITE,
+        type=positive(float),
+    )
+    watch_idle_timeout: float = _option(
+        150.0,
+        "seconds without a byte on a watch (the apiserver sends a bookmark each minute) after "
+        "which the connection is taken for silently dropped and the kind is listed again",
         group=WRITE,
         type=positive(float),
     )

@@ -89,3 +89,8 @@ chaos-registry-defaults
 {{- end }}
 {{- toJson $extra }}
 {{- end }}
+
+{{/* The objects of `helm test` (templates/tests/): its Namespace, account, ServiceAccount and pod. */}}
+{{- define "chaos-registry-webhook.testName" -}}
+{{- printf "%s-test" (include "chaos-registry-webhook.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -14,7 +14,10 @@ ServiceAccount.
 * `chaos-registry serve`, logged in with a token of the chart's ServiceAccount and started with
   the Deployment's own arguments (no --webhook-url: it fills the caBundle of the chart's
   configuration, as in a cluster), becomes ready, mutates chaos pods, writes status, the Lease and
-  the Secret copy, and is never refused by RBAC (any 403 in its log fails the test).
+  the Secret copy, and is never refused by RBAC (any 403 in its log fails the test);
+* the `helm test` hook's objects and its pod's command (`chaos-registry check-admission`), run as
+  its ServiceAccount against that serve: the chaos pod comes back rewritten (tests/node runs the
+  real `helm test` on a node).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import base64
 import json
 import re
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +40,17 @@ import yaml
 from controlplane import ControlPlane
 from controlplane.webhook import WebhookProcess
 
-from .conftest import CHART, FULLNAME, NAMESPACE, SERVICE_ACCOUNT, SOURCE_NAMESPACE, Helm, Release
+from .conftest import (
+    CHART,
+    FULLNAME,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    SERVICE_ACCOUNT,
+    SOURCE_NAMESPACE,
+    Helm,
+    Release,
+)
 
 T = TypeVar("T")
 SA_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
@@ -366,18 +381,16 @@ def test_cert_manager_mode_and_service_monitor_install(
 # --- serve as the chart's ServiceAccount --------------------------------------------------------------
 
 
-def service_account_kubeconfig(plane: ControlPlane, path: Path) -> Path:
-    token = plane.kubectl("create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h").stdout.strip()
+def service_account_kubeconfig(plane: ControlPlane, path: Path, account: str = SERVICE_ACCOUNT) -> Path:
+    token = plane.kubectl("create", "token", account, "-n", NAMESPACE, "--duration=1h").stdout.strip()
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)}}
         ],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [
-            {"name": "c", "context": {"cluster": "c", "user": SERVICE_ACCOUNT, "namespace": NAMESPACE}}
-        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": account, "namespace": NAMESPACE}}],
         "current-context": "c",
     }
     path.write_text(yaml.safe_dump(config))
@@ -510,3 +523,67 @@ def test_serve_write_side_works_under_the_chart_rbac(chart_plane: ControlPlane, 
     assert conditions, f"no status written; serve log:\n{served.process.log_tail(40)}"
     assert copy, f"no Secret copy in {served.bound}; serve log:\n{served.process.log_tail(40)}"
     assert served.process.process is not None and served.process.process.poll() is None
+
+
+# --- the `helm test` hook, without a node ------------------------------------------------------------
+
+
+def check_admission(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "webhook", "check-admission", f"--kubeconfig={kubeconfig}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+
+
+def test_helm_test_check_passes_as_its_service_account_and_fails_when_nothing_rewrites(
+    chart_plane: ControlPlane, helm: Helm, served: Served, tmp_path: Path
+) -> None:
+    """The objects `helm test` creates (rendered from the chart, the pod left out: nothing runs pods
+    here) and the pod's own command, run as its ServiceAccount against serve: the chaos pod comes
+    back rewritten. tests/node runs the real `helm test`."""
+    rendered = helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+        "--set", f"secretSourceNamespaces={{{SOURCE_NAMESPACE}}}",
+        "--show-only", "templates/tests/admission-check.yaml",
+    ).stdout  # fmt: skip
+    objects = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    pod = next(obj for obj in objects if obj["kind"] == "Pod")
+    others = [obj for obj in objects if obj["kind"] != "Pod"]
+    chart_plane.kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(obj) for obj in others))
+    # The test pod passes Pod Security restricted in the release namespace.
+    dry_run = chart_plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    assert dry_run.returncode == 0 and "violate" not in dry_run.stderr, dry_run.stderr
+    account = pod["spec"]["serviceAccountName"]
+    kubeconfig = service_account_kubeconfig(chart_plane, tmp_path / "test.kubeconfig", account)
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[0] == "check-admission"
+    passed = check_admission(kubeconfig, *args[1:])
+    assert passed.returncode == 0, f"{passed.stderr}\nserve log:\n{served.process.log_tail(30)}"
+    admitted_as = "was admitted as registry.helm-test.invalid/chaos/chaos-runner:3.11.0"
+    expected = f"ok: a chaos pod in namespace {FULLNAME}-test {admitted_as}"
+    assert passed.stdout.startswith(expected), passed.stdout
+    # Its one right: creating pods in the test namespace.
+    test_user = f"system:serviceaccount:{NAMESPACE}:{account}"
+    test_namespace = next(obj for obj in objects if obj["kind"] == "Namespace")["metadata"]["name"]
+    for verb, resource, namespace, allowed in [
+        ("create", "pods", test_namespace, "yes"),
+        ("get", "pods", test_namespace, "no"),
+        ("delete", "pods", test_namespace, "no"),
+        ("create", "pods", NAMESPACE, "no"),
+        ("create", "pods", served.bound, "no"),
+        ("list", "secrets", test_namespace, "no"),
+    ]:
+        answer = chart_plane.kubectl(
+            "auth", "can-i", verb, resource, f"--as={test_user}", "-n", namespace, check=False
+        ).stdout.strip()
+        assert answer == allowed, f"{test_user} {verb} {resource} in {namespace}: {answer}"
+    # Control: where no ChaosImageRegistry covers the namespace, the same check fails, saying why.
+    uncovered = bound_namespace(chart_plane, {"chaosregistry.io/account": "no-registry-here"})
+    failed = check_admission(
+        chart_plane.kubeconfig,
+        f"--namespace={uncovered}",
+        *[a for a in args if a.startswith("--expect-registry=")],
+        "--timeout=3",
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("chaos-registry check-admission: error: after "), failed.stderr
+    assert "the chaos pod came back unchanged (litmuschaos/chaos-runner:3.11.0)" in failed.stderr
+    assert len(failed.stderr.splitlines()) == 1

@@ -23,6 +23,7 @@ import yaml
 
 from controlplane import ControlPlane
 from controlplane.webhook import WebhookProcess
+from webhook.core.models import LEVELS
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_FILE = REPO / "charts/chaos-registry-webhook/crds/chaosimageregistries.chaosregistry.io.yaml"
@@ -117,7 +118,7 @@ class Cluster:
 
     def namespace(self, *scope: str, labels: dict[str, str] | None = None) -> str:
         """A namespace bound to `account[/scope...]` of this test (no scope: the account only)."""
-        keys = ("organization", "project", "infrastructure")
+        keys = LEVELS[1:]
         all_labels = {"chaosregistry.io/account": self.account}
         all_labels.update({f"chaosregistry.io/{k}": v for k, v in zip(keys, scope, strict=False)})
         all_labels.update(labels or {})
@@ -128,7 +129,7 @@ class Cluster:
 
     def registry(self, name: str, spec: dict[str, Any], scope: tuple[str, ...] = ()) -> dict[str, Any]:
         """Create a ChaosImageRegistry at `account[/scope...]`; `spec` is everything but the scope."""
-        keys = ("organization", "project", "infrastructure")
+        keys = LEVELS[1:]
         scope_spec = {"account": self.account, **dict(zip(keys, scope, strict=False))}
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",

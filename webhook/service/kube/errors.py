@@ -1,9 +1,16 @@
-"""API errors as the service reports them: the HTTP status, and one line for a log or a status."""
+"""API errors as the service reports them: the HTTP status, and one line for a log or a status.
+
+Errors of the client library (`describe`) and of the lean watches' own requests
+(`describe_response`) are both said here.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
+import orjson
 from kubernetes import client
 
 
@@ -28,3 +35,26 @@ def describe(error: BaseException, detail: bool = True) -> str:
     if detail and message:
         text += f": {message[:300]}"
     return text
+
+
+def describe_response(status: int, data: bytes) -> str:
+    """One line about an HTTP answer that is not 200: the Status object's message, else the body."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return f"HTTP {status}: {status_text(body)}"
+    text = one_line(data[:200].decode(errors="replace"))
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
+
+
+def status_text(body: Mapping[str, Any]) -> str:
+    """The message of a Status object (an error response, or an ERROR watch event)."""
+    return one_line(str(body.get("message") or body.get("reason") or "unknown error"))
+
+
+def one_line(error: BaseException | str) -> str:
+    if isinstance(error, BaseException):
+        error = str(error) or type(error).__name__
+    return " ".join(error.split())

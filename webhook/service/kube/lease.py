@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from kubernetes import client
 
 from webhook.service import metrics
-from webhook.service.kube.errors import status_of
+from webhook.service.kube.errors import describe, status_of
 
 logger = logging.getLogger("webhook.leader")
 
@@ -86,7 +86,7 @@ class LeaseElector:
         try:
             return await asyncio.to_thread(self._try_acquire_or_renew)
         except Exception as error:  # the API is unreachable or refuses: try again later
-            logger.warning("cannot %s Lease %s: %s", what, self.lease, _describe(error))
+            logger.warning("cannot %s Lease %s: %s", what, self.lease, describe(error))
             return False
 
     async def _lead(self, work: Callable[[], Awaitable[None]], acquired_at: float) -> None:
@@ -117,7 +117,7 @@ class LeaseElector:
                             asyncio.to_thread(self._try_acquire_or_renew), remaining
                         )
                     except Exception as error:
-                        logger.warning("cannot renew Lease %s: %s; retrying", self.lease, _describe(error))
+                        logger.warning("cannot renew Lease %s: %s; retrying", self.lease, describe(error))
                         await asyncio.sleep(min(self.renew_interval / 2, max(0.0, remaining)))
                         continue
                     if not renewed:
@@ -266,14 +266,8 @@ class LeaseElector:
         try:
             released = await asyncio.wait_for(asyncio.to_thread(self._release), RELEASE_TIMEOUT_SECONDS)
         except Exception as error:
-            logger.warning("cannot release Lease %s: %s", self.lease, _describe(error))
+            logger.warning("cannot release Lease %s: %s", self.lease, describe(error))
             return
         if released:
             self._observed_holder = None
             logger.info("released Lease %s", self.lease)
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, client.ApiException):
-        return f"{error.status} {error.reason}"
-    return f"{type(error).__name__}: {error}"

@@ -9,7 +9,11 @@ PartialObjectMetadata (their labels are all we use), registries whole.
 The protocol is the one client-go's reflector speaks: a paged list, then a watch from the list's
 resourceVersion with bookmarks; a dropped watch resumes from the last resourceVersion seen; "410
 Gone" (or a watch the apiserver cannot resume) lists again, and whatever that listing no longer
-holds is deleted.
+holds is deleted. A connection that brings nothing for `idle_timeout` seconds is taken for dead
+(the apiserver sends a bookmark on every watch each minute, so a quiet cluster never reaches it): a
+middlebox or NAT that silently stopped forwarding would otherwise hold the caches still until the
+watch's own deadline, 5-10 minutes on. After such a stall the watcher lists again, since it cannot
+know what was lost on the way, and `last_recovery` says when for /readyz.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +31,7 @@ import aiohttp
 import orjson
 
 from webhook.core.models import API_VERSION, PLURAL
+from webhook.service.kube.errors import describe_response, one_line, status_text
 from webhook.service.kube.session import CONNECT_SECONDS, LIST_TIMEOUT_SECONDS, ApiSession
 
 logger = logging.getLogger("webhook.watch")
@@ -36,6 +42,9 @@ WATCH_SECONDS = (300, 600)
 RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request
 MIN_WATCH_SECONDS = 1.0  # a watch ended sooner counts as a failure (pause before the next)
 WATCH_GRACE_SECONDS = 30  # past timeoutSeconds, a watch connection is given up
+# Nothing received for this long: the connection is dead. The apiserver's watch cache sends every
+# watch with allowWatchBookmarks a bookmark each minute (k8s.io/apiserver cacher, 1.27 and later).
+WATCH_IDLE_SECONDS = 150.0
 METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
@@ -63,6 +72,10 @@ class Expired(Exception):
     """The resourceVersion is too old to resume from: list again."""
 
 
+def _clock() -> str:
+    return time.strftime("%H:%M:%SZ", time.gmtime())
+
+
 class Watcher:
     """List and then watch one kind for ever, calling `upsert(body)` and `delete(name)`.
 
@@ -74,13 +87,19 @@ class Watcher:
         resource: Resource,
         upsert: Callable[[Body], None],
         delete: Callable[[str], None],
+        idle_timeout: float = WATCH_IDLE_SECONDS,
     ) -> None:
         self.api = api
+        self.idle_timeout = idle_timeout
         self.resource = resource
         self.upsert = upsert
         self.delete = delete
         self.synced = asyncio.Event()
         self.last_error: str | None = None
+        # The last stall and the listing that ended it, for /readyz; stalls counts them all.
+        self.last_recovery: str | None = None
+        self.stalls = 0
+        self._stalled_at: str | None = None
         self._names: set[str] = set()
         # Where a resumed watch starts; None: list first.
         self.resource_version: str | None = None
@@ -101,6 +120,9 @@ class Watcher:
             except Expired:
                 logger.info("%s watch expired; listing again", self.resource.kind)
                 self.resource_version = None
+            except aiohttp.SocketTimeoutError:
+                # Nothing read for idle_timeout: the connection is silently dead. List again.
+                self._stalled()
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
                 # The connection failed: resume from the same resourceVersion.
                 self._failed(error)
@@ -111,7 +133,7 @@ class Watcher:
                 self.resource_version = None
             except Exception as error:  # a body we did not foresee: never end the watch for it
                 logger.exception("%s list-and-watch failed unexpectedly; listing again", self.resource.kind)
-                self.last_error = _one_line(error)
+                self.last_error = one_line(error)
                 self.resource_version = None
             else:
                 if loop.time() - began >= MIN_WATCH_SECONDS:
@@ -121,8 +143,24 @@ class Watcher:
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_SECONDS[1])
 
+    def _stalled(self) -> None:
+        self.stalls += 1
+        action = "watch" if self.resource_version else "list"
+        self._stalled_at = self._stalled_at or _clock()
+        self.last_error = f"stalled since {self._stalled_at}: nothing received for {self.idle_timeout:g} s"
+        self.resource_version = None
+        logger.warning(
+            "%s %s of %s stalled (nothing received for %g s; connection silently dropped?); listing again",
+            self.resource.kind,
+            action,
+            self.resource.path,
+            self.idle_timeout,
+        )
+
     def _failed(self, error: BaseException) -> None:
-        self.last_error = _one_line(error)
+        self.last_error = one_line(error)
+        if self._stalled_at is not None:  # still not listed again since a stall: keep saying so
+            self.last_error = f"stalled since {self._stalled_at}, then: {self.last_error}"
         logger.warning(
             "%s %s of %s failed: %s; retrying",
             self.resource.kind,
@@ -165,17 +203,23 @@ class Watcher:
         self._names = seen
         self.resource_version = version
         self.last_error = None
+        if self._stalled_at is not None:
+            self.last_recovery = f"stalled at {self._stalled_at}, listed again at {_clock()}"
+            self._stalled_at = None
+            logger.info("%s listed again after a stall", self.resource.kind)
         self.synced.set()
 
     async def _get_json(self, query: Mapping[str, str | int], accept: str) -> dict[str, Any]:
         url = f"{self.api.host}{self.resource.path}?{urlencode(query)}"
-        timeout = aiohttp.ClientTimeout(total=LIST_TIMEOUT_SECONDS, sock_connect=CONNECT_SECONDS)
+        timeout = aiohttp.ClientTimeout(
+            total=LIST_TIMEOUT_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=self.idle_timeout
+        )
         async with self.api.get(url, accept, timeout) as response:
             data = await response.read()
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
-                raise WatchError(_status_message(response.status, data))
+                raise WatchError(describe_response(response.status, data))
         page = orjson.loads(data)
         if not isinstance(page, dict):
             raise WatchError("the list response is not a JSON object")
@@ -191,12 +235,14 @@ class Watcher:
         accept = METADATA_ONLY_WATCH if resource.metadata_only else "application/json"
         # The server ends the watch after `seconds`: a connection still open well after that is
         # dead (a node or a load balancer gone without a word), and must not hold the state still.
-        timeout = aiohttp.ClientTimeout(total=seconds + WATCH_GRACE_SECONDS, sock_connect=CONNECT_SECONDS)
+        timeout = aiohttp.ClientTimeout(
+            total=seconds + WATCH_GRACE_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=self.idle_timeout
+        )
         async with self.api.get(url, accept, timeout) as response:
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
-                raise WatchError(_status_message(response.status, await response.read()))
+                raise WatchError(describe_response(response.status, await response.read()))
             async for line in _lines(response.content):
                 self.apply_event(orjson.loads(line))
 
@@ -215,7 +261,7 @@ class Watcher:
         if kind == "ERROR":
             if body.get("code") == 410:
                 raise Expired()
-            raise WatchError(_status_text(body))
+            raise WatchError(status_text(body))
         name = _name_of(body) if kind != "BOOKMARK" else None
         if name is not None and kind == "DELETED":
             self._names.discard(name)
@@ -246,24 +292,3 @@ def _name_of(body: Any) -> str | None:
     metadata = body.get("metadata") if isinstance(body, dict) else None
     name = metadata.get("name") if isinstance(metadata, dict) else None
     return name if isinstance(name, str) and name else None
-
-
-def _status_message(status: int, data: bytes) -> str:
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return f"HTTP {status}: {_status_text(body)}"
-    text = _one_line(data[:200].decode(errors="replace"))
-    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
-
-
-def _status_text(body: Mapping[str, Any]) -> str:
-    return _one_line(str(body.get("message") or body.get("reason") or "unknown error"))
-
-
-def _one_line(error: BaseException | str) -> str:
-    if isinstance(error, BaseException):
-        error = str(error) or type(error).__name__
-    return " ".join(error.split())

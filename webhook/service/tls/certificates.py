@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
+from webhook.core.models import MANAGED_BY_LABEL, MANAGER
 from webhook.pki import CertificateAuthority, KeyPair
 from webhook.service import metrics
 from webhook.service.kube.errors import status_of
@@ -202,7 +203,7 @@ class SecretCertificates:
             metadata=client.V1ObjectMeta(
                 name=self.secret_name,
                 namespace=self.namespace,
-                labels={"app.kubernetes.io/managed-by": "chaos-registry-webhook"},
+                labels={MANAGED_BY_LABEL: MANAGER},
                 resource_version=existing.metadata.resource_version
                 if existing and existing.metadata
                 else None,

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from webhook.core.models import INJECT_LABEL, SCOPE_LABELS
+from webhook.core.models import INJECT_LABEL, NAMESPACE_NAME_LABEL, NEVER_SELECTED_NAMESPACES, SCOPE_LABELS
 from webhook.service.kube.errors import status_of
 
 logger = logging.getLogger("webhook.config")
@@ -30,9 +30,9 @@ def namespace_selector(webhook_namespace: str, select_all_namespaces: bool = Fal
     expressions.append({"key": INJECT_LABEL, "operator": "NotIn", "values": ["false"]})
     expressions.append(
         {
-            "key": "kubernetes.io/metadata.name",
+            "key": NAMESPACE_NAME_LABEL,
             "operator": "NotIn",
-            "values": sorted({"kube-system", webhook_namespace}),
+            "values": sorted({*NEVER_SELECTED_NAMESPACES, webhook_namespace}),
         }
     )
     return {"matchExpressions": expressions}

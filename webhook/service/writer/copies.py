@@ -26,24 +26,25 @@ from typing import Any
 from kubernetes import client
 
 from webhook.core.jsonpatch import escape_pointer
-from webhook.core.models import LABEL_PREFIX
+from webhook.core.models import (
+    COPY_SOURCE_ANNOTATION,
+    COPY_SOURCE_HASH_ANNOTATION,
+    COPY_SOURCE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    NEVER_SELECTED_NAMESPACES,
+)
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.core.status import CopyPlan, SecretCopy, SecretSources, desired_copies
 from webhook.service.kube.errors import describe, status_of
 from webhook.service.options import ServeOptions
 from webhook.service.state import ConfigState
 from webhook.service.writer.failures import FailureLog
-from webhook.service.writer.names import MANAGED_BY_LABEL, MANAGER
 from webhook.service.writer.record import CopiesRecord, Record, Target
 
 logger = logging.getLogger("webhook.writer")
 
-SOURCE_LABEL = f"{LABEL_PREFIX}source"
-SOURCE_ANNOTATION = f"{LABEL_PREFIX}source"
-SOURCE_HASH_ANNOTATION = f"{LABEL_PREFIX}source-hash"
 MAX_LABEL_VALUE = 63
-# Namespaces the webhook's namespaceSelector never matches: no pod there gets a pull secret.
-NEVER_INJECTED = ("kube-system",)
 # What makes a Secret one of ours: the label the copies carry (a test of a JSON Patch).
 OWNED_TEST: dict[str, Any] = {
     "op": "test",
@@ -174,7 +175,7 @@ class CopyWriter:
             snapshot.namespaces,
             sources,
             bound_only=not self.options.select_all_namespaces,
-            excluded={*NEVER_INJECTED, self.options.namespace},
+            excluded={*NEVER_SELECTED_NAMESPACES, self.options.namespace},
         )
 
     async def _sync(self, plan: CopyPlan) -> None:
@@ -293,7 +294,7 @@ class CopyWriter:
             metadata=client.V1ObjectMeta(
                 name=copy.name,
                 namespace=copy.namespace,
-                labels={MANAGED_BY_LABEL: MANAGER, SOURCE_LABEL: source_label_value(*copy.source)},
+                labels={MANAGED_BY_LABEL: MANAGER, COPY_SOURCE_LABEL: source_label_value(*copy.source)},
                 annotations=_copy_annotations(copy, source),
             ),
             type=source.type,
@@ -308,7 +309,7 @@ class CopyWriter:
     def _write_copy(self, copy: SecretCopy, source: SourceSecret) -> str:
         """Create or update one copy; returns created, updated, unchanged or foreign."""
         namespace, name = copy.target
-        label_path = f"/metadata/labels/{escape_pointer(SOURCE_LABEL)}"
+        label_path = f"/metadata/labels/{escape_pointer(COPY_SOURCE_LABEL)}"
         label = source_label_value(*copy.source)
         annotations = _copy_annotations(copy, source)
         is_current: list[dict[str, Any]] = [
@@ -413,8 +414,8 @@ class CopyWriter:
 
 def _copy_annotations(copy: SecretCopy, source: SourceSecret) -> dict[str, str]:
     return {
-        SOURCE_ANNOTATION: f"{copy.source_namespace}/{copy.source_name}",
-        SOURCE_HASH_ANNOTATION: source.hash,
+        COPY_SOURCE_ANNOTATION: f"{copy.source_namespace}/{copy.source_name}",
+        COPY_SOURCE_HASH_ANNOTATION: source.hash,
     }
 
 

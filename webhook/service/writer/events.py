@@ -12,10 +12,9 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.core.models import API_GROUP, API_VERSION, KIND
+from webhook.core.models import API_GROUP, API_VERSION, KIND, MANAGER
 from webhook.service.kube.errors import describe
 from webhook.service.kube.lease import lease_time
-from webhook.service.writer.names import MANAGER
 
 logger = logging.getLogger("webhook.writer")
 

@@ -13,9 +13,8 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook.core.models import LABEL_PREFIX
+from webhook.core.models import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGER
 from webhook.service.kube.errors import status_of
-from webhook.service.writer.names import MANAGED_BY_LABEL, MANAGER
 
 logger = logging.getLogger("webhook.writer")
 
@@ -71,7 +70,7 @@ class CopiesRecord:
                 name=self.name,
                 namespace=self.namespace,
                 labels={MANAGED_BY_LABEL: MANAGER},
-                annotations={f"{LABEL_PREFIX}description": "Secret copies made by the webhook (names only)"},
+                annotations={DESCRIPTION_ANNOTATION: "Secret copies made by the webhook (names only)"},
                 resource_version=self._version,
             ),
             data={COPIES_KEY: record_text(record)},

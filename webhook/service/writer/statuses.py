@@ -18,14 +18,13 @@ import orjson
 from kubernetes import client
 
 from webhook.core.availability import Availability
-from webhook.core.models import API_GROUP, API_VERSION, PLURAL
+from webhook.core.models import API_GROUP, API_VERSION, MANAGER, PLURAL
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.core.status import SecretSources, attention_needed, desired_statuses, owned, status_patch
 from webhook.service.kube.errors import describe, status_of
 from webhook.service.state import ConfigState, RegistryObject
 from webhook.service.writer.events import EventPoster
 from webhook.service.writer.failures import FailureLog
-from webhook.service.writer.names import MANAGER
 
 logger = logging.getLogger("webhook.writer")
 
