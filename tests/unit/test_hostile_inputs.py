@@ -38,6 +38,8 @@ from tests.reliability.scale import current_scale
 from webhook.cli.main import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, main
 from webhook.core import documents
 from webhook.core.documents import LOADERS, MAX_INPUT_BYTES, PurePythonLoader, dump_yaml, parse_documents
+from webhook.core.loader import parse_defaults_configmap
+from webhook.core.models import builtin_defaults_document
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "examples" / "config")
@@ -674,3 +676,36 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         assert raised.value.code == EXIT_USAGE, argv
         _count("usage", 0.0, " ".join(argv))
         assert captured.err.count("\n") <= 1
+
+
+DEFAULTS_FIELDS = ["name", "repository", "component", "helperComponent", "helper", "enabled",
+                   "matchLabels", "labelsPresent", "components", "server", "account", "type",
+                   "secretName", "images", "x"]  # fmt: skip
+defaults_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=5)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(DEFAULTS_FIELDS) | st.text(max_size=3), children, max_size=4)
+    ),
+    max_leaves=15,
+)
+
+
+@EXAMPLES
+@given(
+    override=st.dictionaries(
+        st.sampled_from([*builtin_defaults_document(), "x"]), defaults_values, max_size=4
+    )
+)
+def test_generated_defaults_configmaps_never_raise(override: dict[str, Any]) -> None:
+    """The ConfigMap is read by the service's watch too: a list as a catalog key once raised TypeError."""
+    parsed, problems = parse_defaults_configmap({"data": {"config.yaml": json.dumps(override)}})
+    assert (parsed is None) == bool(problems)
+    for problem in problems:
+        assert "\n" not in problem and len(problem) <= MAX_LINE
+    figures.add(SECTION, "inputs_tried", 1)
+    figures.add(SECTION, "inputs: generated defaults ConfigMaps", 1)

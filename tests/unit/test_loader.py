@@ -172,8 +172,8 @@ def test_creation_timestamp_is_read(tmp_path: Path) -> None:
             RG + "spec: registry.type Private requires registry.secretName",
         ),
         (
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels: {a: 1}\n",
-            "x.yaml: document 1 (Namespace n): metadata.labels.a: must be a string, not int",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns1\n  labels: {a: 1}\n",
+            "x.yaml: document 1 (Namespace ns1): metadata.labels.a: must be a string, not int",
         ),
         (
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {}\n",

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from webhook.core.documents import quote
+from webhook.core.documents import quote, shown
 from webhook.core.reference import (
     ImageReference,
     parse_reference,
@@ -363,12 +363,14 @@ _LIST_KEYS = {"catalog": "repository", "imageEnvVars": "name", "chaosPods": "nam
 
 
 def _merge_lists(base: list[Any], override: list[Any], key: str) -> list[Any]:
-    merged: dict[Any, Any] = {}
+    merged: dict[tuple[str, Any], Any] = {}
     for item in [*base, *override]:
-        if isinstance(item, Mapping) and key in item:
-            merged[item[key]] = item
+        # Only a string key merges: the ConfigMap is anyone's text, and a list or mapping as the key
+        # (unhashable) must reach validation, which names the field, not raise here.
+        if isinstance(item, Mapping) and isinstance(item.get(key), str):
+            merged["key", item[key]] = item
         else:
-            merged[id(item)] = item  # left for validation to reject with the field's name
+            merged["id", id(item)] = item  # left for validation to reject with the field's name
     return list(merged.values())
 
 
@@ -414,7 +416,8 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
     """One line per problem, each naming the field by its YAML path (`spec.registry.server`)."""
     lines = []
     for detail in error.errors():
-        path = ".".join(str(part) for part in detail["loc"] if part != "__root__")
+        # shown(): a key is the user's text, and may hold a newline or be a megabyte long.
+        path = ".".join(shown(str(part)) for part in detail["loc"] if part != "__root__")
         location = ".".join(part for part in (prefix, path) if part)
         message = detail["msg"].removeprefix("Value error, ")
         lines.append(f"{location}: {message}" if location else message)
