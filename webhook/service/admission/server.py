@@ -48,7 +48,7 @@ class AdmissionServer:
     async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
         kopf_fn = fn
 
-        async def serve(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        async def answer_request(request: aiohttp.web.Request) -> aiohttp.web.Response:
             body = await request.read()
             if request.match_info.get("id") == HANDLER_ID and self.engine == "direct":
                 status, payload = await self.handler.handle(body)
@@ -56,7 +56,7 @@ class AdmissionServer:
             return await serve_through_kopf(kopf_fn, request, body)
 
         app = aiohttp.web.Application(client_max_size=MAX_REQUEST_BYTES)
-        app.router.add_post("/{id}", serve)
+        app.router.add_post("/{id}", answer_request)
         runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = aiohttp.web.TCPSite(
