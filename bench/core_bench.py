@@ -76,7 +76,7 @@ def registry_entries(scopes: list[Scope], rng: random.Random) -> list[RegistryEn
                 created=base + timedelta(seconds=index),
                 allow_overrides=rng.random() < 0.9,
                 server=rng.choice([None, f"registry-{index}.corp.example:5000/mirror", "mirror.example.com"]),
-                account=rng.choice([None, "harness", "", "chaos/hce"]),
+                registry_account=rng.choice([None, "harness", "", "chaos/hce"]),
                 type="Private" if private else rng.choice([None, "Public"]),
                 secret_name=f"pull-{index}" if private else None,
                 secret_namespace="chaos-system" if private else None,

@@ -82,7 +82,7 @@ def make_entry(
         created=created or datetime(2024, 1, 1, tzinfo=UTC),
         allow_overrides=allow_overrides,
         server=server,
-        account=account,
+        registry_account=account,  # `account` as in the resource: spec.registry.account
         type=type,
         secret_name=secret_name,
         secret_namespace=secret_namespace,

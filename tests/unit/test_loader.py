@@ -347,7 +347,7 @@ def test_configmap_merges_over_builtins(tmp_path: Path) -> None:
     }
     defaults = loaded.compile().defaults
     assert defaults.default_account == "acme"
-    assert (defaults.registry.server, defaults.registry.account) == ("mirror.acme.corp", "harness")
+    assert (defaults.registry.server, defaults.registry.registry_account) == ("mirror.acme.corp", "harness")
     assert [v.name for v in defaults.image_env_vars] == [
         "LIB_IMAGE",
         "LOG_WATCHER_IMAGE",

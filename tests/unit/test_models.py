@@ -317,7 +317,7 @@ def test_format_validation_error_prefix() -> None:
 
 def test_builtin_defaults(defaults: DefaultsConfig) -> None:
     assert defaults.registry.server == "docker.io"
-    assert defaults.registry.account == "harness"
+    assert defaults.registry.registry_account == "harness"
     assert defaults.registry.type == "Public"
     assert defaults.custom_images.enabled is False
     assert defaults.rewrite_unconfigured_scopes is False
@@ -328,7 +328,7 @@ def test_builtin_defaults(defaults: DefaultsConfig) -> None:
         "TC_IMAGE",
         "STRESS_IMAGE",
     ]
-    catalog = {e.repository: (e.component, e.helper_component) for e in defaults.catalog}
+    catalog = {e.last_segment: (e.component, e.helper_component) for e in defaults.catalog}
     assert catalog["chaos-ddcr"] == ("ddcr", None)
     assert catalog["chaos-log-watcher"] == ("logWatcher", None)
     assert catalog["chaos-ddcr-faults"] == ("ddcrFault", "ddcrLib")
@@ -369,12 +369,12 @@ def test_merge_lists_by_key_and_scalars_replace() -> None:
     assert defaults.default_account == "acme"
     assert defaults.rewrite_unconfigured_scopes is True
     # mappings merge field by field: account and type are still the built-in ones
-    assert (defaults.registry.server, defaults.registry.account, defaults.registry.type) == (
+    assert (defaults.registry.server, defaults.registry.registry_account, defaults.registry.type) == (
         "mirror.acme.corp",
         "harness",
         "Public",
     )
-    repositories = [e.repository for e in defaults.catalog]
+    repositories = [e.last_segment for e in defaults.catalog]
     # an entry with a known key replaces the built-in one in place; new keys are appended
     position = [e["repository"] for e in builtin["catalog"]].index("subscriber")
     assert repositories.index("subscriber") == position

@@ -738,8 +738,8 @@ def test_rewriter_caches_targets(examples_config: LoadedConfig) -> None:
     from webhook.core.models import Scope
 
     rewriter = examples_config.compile().rewriter(Scope.parse("acme"))
-    first = rewriter.target("harness/chaos-ddcr:1", False)
-    assert rewriter.target("harness/chaos-ddcr:1", False) is first
+    first = rewriter.target_image("harness/chaos-ddcr:1", False)
+    assert rewriter.target_image("harness/chaos-ddcr:1", False) is first
     assert first.image == "registry.acme.corp:5000/mirror/harness/chaos-ddcr:1"
     assert rewriter.settled("harness/chaos-ddcr:1", first.image, False)
     assert not rewriter.settled("harness/chaos-ddcr:1", "harness/chaos-ddcr:1", False)

@@ -478,7 +478,7 @@ def entries(draw: st.DrawFn, scopes: list[tuple[str, ...]], prefix: str) -> list
                 created=datetime(2024, 1, draw(st.integers(1, 3)), tzinfo=UTC),
                 allow_overrides=draw(st.booleans()),
                 server=draw(st.none() | st.sampled_from(SERVERS)),
-                account=draw(st.none() | st.sampled_from(ACCOUNTS)),
+                registry_account=draw(st.none() | st.sampled_from(ACCOUNTS)),
                 type=kind,
                 secret_name=draw(st.none() | st.sampled_from(["acme-pull", "other-pull"])),
                 secret_namespace=draw(st.none() | st.just("chaos-system")),
@@ -493,7 +493,7 @@ def _values(config: RegistryIndex, scope: Scope) -> tuple[Any, ...]:
     effective = config.resolve(scope, DEFAULTS)
     return (
         effective.server,
-        effective.account,
+        effective.registry_account,
         effective.type,
         effective.secret_name,
         effective.secret_namespace,

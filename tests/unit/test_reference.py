@@ -207,12 +207,12 @@ def test_table_sizes() -> None:
 def test_properties_and_str() -> None:
     ref = parse_reference(f"registry.acme.corp:5000/mirror/harness/chaos-ddcr:1.47.0@{SHA256}")
     assert isinstance(ref, ImageReference)
-    assert ref.repository == "chaos-ddcr"
+    assert ref.last_segment == "chaos-ddcr"
     assert ref.name == "registry.acme.corp:5000/mirror/harness/chaos-ddcr"
     assert str(ref) == f"registry.acme.corp:5000/mirror/harness/chaos-ddcr:1.47.0@{SHA256}"
     nginx = parse_reference("nginx")
     assert isinstance(nginx, ImageReference)
-    assert nginx.repository == "nginx"
+    assert nginx.last_segment == "nginx"
     assert nginx.name == "docker.io/library/nginx"
     assert str(nginx) == "docker.io/library/nginx"
     assert str(ImageReference("reg.io", "a", None, SHA256)) == f"reg.io/a@{SHA256}"
@@ -340,7 +340,7 @@ def test_rewrite_of_a_parsed_image_round_trips() -> None:
     original = parse_reference(f"harness/chaos-ddcr:1.47.0@{SHA256}")
     assert isinstance(original, ImageReference)
     image = join_image(
-        "registry.acme.corp:5000/mirror", "harness", original.repository, original.tag, original.digest
+        "registry.acme.corp:5000/mirror", "harness", original.last_segment, original.tag, original.digest
     )
     assert image == f"registry.acme.corp:5000/mirror/harness/chaos-ddcr:1.47.0@{SHA256}"
     assert parse_reference(image) == ImageReference(
@@ -472,7 +472,7 @@ def test_join_of_valid_parts_parses_back(
     assert registry_account_error(account) is None
     ref = parse_reference.__wrapped__(join_image(server, account, repository, tag, digest))
     assert isinstance(ref, ImageReference), ref
-    assert ref.repository == repository
+    assert ref.last_segment == repository
     assert (ref.tag, ref.digest) == (tag, digest)
     assert ref.name.endswith("/".join(p for p in (server_path, account, repository) if p))
 

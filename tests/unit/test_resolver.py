@@ -34,7 +34,7 @@ def resolve(defaults: DefaultsConfig, scope: str, *entries: RegistryEntry) -> Ef
 def values(effective: Effective) -> dict[str, Any]:
     return {
         "server": effective.server,
-        "account": effective.account,
+        "account": effective.registry_account,
         "type": effective.type,
         "secret_name": effective.secret_name,
         "secret_namespace": effective.secret_namespace,
@@ -73,7 +73,7 @@ def test_defaults_from_a_configmap_are_the_root() -> None:
         }
     )
     effective = resolve(defaults, ORG, make_entry("acme", ACCOUNT, allow_overrides=True, account="chaos"))
-    assert (effective.server, effective.account, effective.type, effective.secret_name) == (
+    assert (effective.server, effective.registry_account, effective.type, effective.secret_name) == (
         "mirror.acme.corp",
         "chaos",
         "Private",
@@ -262,7 +262,7 @@ def test_allow_overrides_false_locks_everything_below(defaults: DefaultsConfig, 
     effective = resolve(defaults, INFRA, *entries)
     lock = depth - 1
     assert effective.server == f"reg{lock}.corp"
-    assert effective.account == f"acct{lock}"
+    assert effective.registry_account == f"acct{lock}"
     assert effective.secret_name == f"secret{lock}"
     assert effective.secret_namespace == f"ns{lock}"
     assert effective.custom_enabled is (lock % 2 == 0)
@@ -379,7 +379,7 @@ def test_a_conflict_loser_neither_applies_nor_locks(defaults: DefaultsConfig) ->
         make_entry("new", ORG, created=at(2), allow_overrides=False, server="new.corp"),
         make_entry("i", INFRA, account="infra"),
     )
-    assert (effective.server, effective.account) == ("old.corp", "infra")
+    assert (effective.server, effective.registry_account) == ("old.corp", "infra")
     assert effective.blocked == ()
 
 
@@ -440,7 +440,7 @@ def test_examples_resolution(examples_config: Any) -> None:
     assert [b.resource for b in payments.blocked] == ["acme-retail-payments-prod"]
     assert payments.blocked[0].blocker == "acme-retail-payments"
     platform = compiled.effective(Scope.parse("acme/platform"))
-    assert (platform.server, platform.account, platform.type) == (
+    assert (platform.server, platform.registry_account, platform.type) == (
         "us-docker.pkg.dev/acme-prod/chaos-public",
         "litmuschaos",
         "Public",

@@ -225,7 +225,7 @@ DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker
 
 def _docker_hub_library_warning(effective: Effective) -> str | None:
     """Docker Hub without an account puts every image into its official `library/` namespace."""
-    if effective.server not in DOCKER_HUB_HOSTS or effective.account:
+    if effective.server not in DOCKER_HUB_HOSTS or effective.registry_account:
         return None
     return (
         f"registry server {effective.server} with an empty account: images would be rewritten to "

@@ -61,8 +61,8 @@ class PodClassifier:
         self._rules: tuple[ChaosPodRule, ...] = tuple(rule for rule in defaults.chaos_pods if rule.enabled)
         # A repository belongs to its component and to its helper component (ddcrFault and ddcrLib):
         # a rule may name either.
-        self._components_of_repository = {
-            entry.repository: frozenset(c for c in (entry.component, entry.helper_component) if c)
+        self._components_of_last_segment = {
+            entry.last_segment: frozenset(c for c in (entry.component, entry.helper_component) if c)
             for entry in defaults.catalog
         }
         self._helper_markers = tuple(defaults.helper_pod_name_contains)
@@ -120,7 +120,7 @@ class PodClassifier:
         if components is None:
             reference = parse_reference(image)
             components = (
-                self._components_of_repository.get(reference.repository, _NONE)
+                self._components_of_last_segment.get(reference.last_segment, _NONE)
                 if isinstance(reference, ImageReference)
                 else _NONE
             )

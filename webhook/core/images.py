@@ -76,7 +76,7 @@ def scope_images(config: CompiledConfig, scope: Scope, sources: Iterable[tuple[s
     found: dict[tuple[str, str], NeededImage] = {}
     for release, source in sources:
         for helper in (False, True):
-            target = rewriter.target(source, helper)
+            target = rewriter.target_image(source, helper)
             image = target.image or source
             if not configured:
                 image = source

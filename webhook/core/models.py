@@ -159,7 +159,8 @@ class RegistrySpec(_Model):
     """`spec.registry`: every field is optional; unset fields are inherited from higher scopes."""
 
     server: str | None = Field(default=None, max_length=255)
-    account: str | None = Field(default=None, max_length=255)
+    # The path after the server (HCE's registryAccount), not the scope's account.
+    registry_account: str | None = Field(default=None, alias="account", max_length=255)
     type: RegistryType | None = None
     secret_name: str | None = Field(default=None, alias="secretName", max_length=253)
     secret_namespace: str | None = Field(default=None, alias="secretNamespace", max_length=63)
@@ -171,9 +172,9 @@ class RegistrySpec(_Model):
             raise ValueError(problem)
         return value
 
-    @field_validator("account")
+    @field_validator("registry_account")
     @classmethod
-    def _account(cls, value: str | None) -> str | None:
+    def _registry_account(cls, value: str | None) -> str | None:
         if value is not None and (problem := registry_account_error(value)):
             raise ValueError(problem)
         return value
@@ -253,7 +254,10 @@ class ChaosImageRegistry(BaseModel):
 
 
 class CatalogEntry(_Model):
-    repository: str = Field(min_length=1)
+    """A catalog line: the component of images whose last path segment is `last_segment`
+    (written `repository` in the defaults, as users know it)."""
+
+    last_segment: str = Field(alias="repository", min_length=1)
     component: str = Field(pattern=_COMPONENT.pattern)
     helper_component: str | None = Field(default=None, alias="helperComponent", pattern=_COMPONENT.pattern)
 
@@ -309,10 +313,10 @@ def release_version_error(version: str) -> str | None:
 
 
 class DefaultRegistry(RegistrySpec):
-    """The root of resolution: server, account and type must be known."""
+    """The root of resolution: server, registry account and type must be known."""
 
     server: str = Field(max_length=255)
-    account: str = Field(max_length=255)
+    registry_account: str = Field(alias="account", max_length=255)
     type: RegistryType = "Public"
 
 
@@ -337,9 +341,9 @@ class DefaultsConfig(_Model):
             raise ValueError("registry.type Private requires registry.secretName")
         seen: set[str] = set()
         for entry in self.catalog:
-            if entry.repository in seen:
-                raise ValueError(f"catalog: repository {quote(entry.repository)} is listed twice")
-            seen.add(entry.repository)
+            if entry.last_segment in seen:
+                raise ValueError(f"catalog: repository {quote(entry.last_segment)} is listed twice")
+            seen.add(entry.last_segment)
         known = self.component_names
         for rule in self.chaos_pods:
             for component in rule.components:

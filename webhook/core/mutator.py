@@ -79,7 +79,7 @@ class Rewriter:
             else _NO_TARGETS
         )
 
-    def target(self, image: str, helper: bool) -> Target:
+    def target_image(self, image: str, helper: bool) -> Target:
         cache = self._helper_cache if helper else self._cache
         cached = cache.get(image)
         if cached is None:
@@ -92,7 +92,7 @@ class Rewriter:
         reference = parse_reference(image)
         if not isinstance(reference, ImageReference):
             return Target(None, None, f"image {quote(image)} left unchanged: {reference.reason}")
-        entry = self._catalog.get(reference.repository)
+        entry = self._catalog.get(reference.last_segment)
         component = None
         if entry is not None:
             component = entry.helper_component if helper and entry.helper_component else entry.component
@@ -109,11 +109,15 @@ class Rewriter:
             if new_image is None:
                 warning = (
                     f"custom images are enabled but component {component} has none: "
-                    f"{reference.repository} rewritten to registry {effective.server}"
+                    f"{reference.last_segment} rewritten to registry {effective.server}"
                 )
         if new_image is None:
             new_image = _join_image(
-                effective.server, effective.account, reference.repository, reference.tag, reference.digest
+                effective.server,
+                effective.registry_account,
+                reference.last_segment,
+                reference.tag,
+                reference.digest,
             )
         rewritten = parse_reference(new_image)
         if not isinstance(rewritten, ImageReference):  # e.g. server + account + path over 255 characters
@@ -129,7 +133,7 @@ class Rewriter:
 
     def settled(self, recorded_original: str, current: str, helper: bool) -> bool:
         """True when `current` is what `recorded_original` becomes: the webhook already did this."""
-        target = self.target(recorded_original, helper)
+        target = self.target_image(recorded_original, helper)
         expected = recorded_original if target.image is None else target.image
         return expected == current
 
@@ -214,7 +218,11 @@ def mutate_pod(
                         patch.append({"op": "replace", "path": f"{base}/image", "value": new_image})
                         rewrites.append(
                             Rewrite(
-                                name, None, rewriter.target(image, helper_pod).component, image, new_image
+                                name,
+                                None,
+                                rewriter.target_image(image, helper_pod).component,
+                                image,
+                                new_image,
                             )
                         )
                         originals[name] = image
@@ -243,7 +251,11 @@ def mutate_pod(
                         )
                         rewrites.append(
                             Rewrite(
-                                name, var_name, rewriter.target(value, helper).component, value, new_value
+                                name,
+                                var_name,
+                                rewriter.target_image(value, helper).component,
+                                value,
+                                new_value,
                             )
                         )
                         originals[key] = value
@@ -270,7 +282,7 @@ def _rewrite(
 ) -> str | None:
     if recorded is not None and rewriter.settled(recorded, image, helper):
         return None
-    target = rewriter.target(image, helper)
+    target = rewriter.target_image(image, helper)
     if target.warning:
         warnings.append(target.warning)
     return target.image

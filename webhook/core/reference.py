@@ -99,7 +99,7 @@ class ImageReference:
     digest: str | None
 
     @property
-    def repository(self) -> str:
+    def last_segment(self) -> str:
         """The last path segment (``chaos-ddcr``): what the catalog and the rewrite key on."""
         return self.path.rpartition("/")[2]
 
@@ -359,9 +359,12 @@ def registry_account_error(account: str) -> str | None:
     return _path_problem(account, "registry account")
 
 
-def join_image(server: str, account: str, repository: str, tag: str | None, digest: str | None) -> str:
-    """``<server>/<account>/<repository>[:tag][@digest]``, without the account segment when it is ""."""
-    image = f"{server}/{account}/{repository}" if account else f"{server}/{repository}"
+def join_image(
+    server: str, registry_account: str, last_segment: str, tag: str | None, digest: str | None
+) -> str:
+    """``<server>/<registry account>/<last segment>[:tag][@digest]``, without the account segment
+    when it is ""."""
+    image = f"{server}/{registry_account}/{last_segment}" if registry_account else f"{server}/{last_segment}"
     if tag is not None:
         image = f"{image}:{tag}"
     if digest is not None:

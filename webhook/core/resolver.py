@@ -21,7 +21,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Provenance keys, in the order `explain` prints them.
 REGISTRY_FIELDS = (
     ("registry.server", "server"),
-    ("registry.account", "account"),
+    ("registry.account", "registry_account"),
     ("registry.type", "type"),
     ("registry.secretName", "secret_name"),
     ("registry.secretNamespace", "secret_namespace"),
@@ -37,7 +37,7 @@ class RegistryEntry:
     created: datetime
     allow_overrides: bool = False
     server: str | None = None
-    account: str | None = None
+    registry_account: str | None = None  # the path after the server; the scope's account is in `scope`
     type: str | None = None
     secret_name: str | None = None
     secret_namespace: str | None = None
@@ -56,7 +56,7 @@ class RegistryEntry:
             created=created,
             allow_overrides=spec.allow_overrides,
             server=spec.registry.server,
-            account=spec.registry.account,
+            registry_account=spec.registry.registry_account,
             type=spec.registry.type,
             secret_name=spec.registry.secret_name,
             secret_namespace=spec.registry.secret_namespace,
@@ -111,7 +111,7 @@ class Effective:
 
     scope: Scope
     server: str
-    account: str
+    registry_account: str  # the path after the server (the scope's account is in `scope`)
     type: str
     secret_name: str | None
     secret_namespace: str | None
@@ -188,7 +188,7 @@ class RegistryIndex:
         root = defaults.registry
         values: dict[str, str | None] = {
             "server": root.server,
-            "account": root.account,
+            "registry_account": root.registry_account,
             "type": root.type,
             "secret_name": root.secret_name,
             "secret_namespace": root.secret_namespace,
@@ -226,12 +226,12 @@ class RegistryIndex:
                 f"registry.type Private (from {type_source}) has no registry.secretName "
                 "at this scope or above: no pull secret can be added"
             )
-        server, account, type_ = values["server"], values["account"], values["type"]
-        assert server is not None and account is not None and type_ is not None
+        server, registry_account, type_ = values["server"], values["registry_account"], values["type"]
+        assert server is not None and registry_account is not None and type_ is not None
         return Effective(
             scope=scope,
             server=server,
-            account=account,
+            registry_account=registry_account,
             type=type_,
             secret_name=values["secret_name"],
             secret_namespace=values["secret_namespace"],

@@ -44,7 +44,7 @@ class CompiledConfig:
         self.defaults = defaults
         self.index = RegistryIndex(entries)
         self.classifier = PodClassifier(defaults)
-        self.catalog = MappingProxyType({entry.repository: entry for entry in defaults.catalog})
+        self.catalog = MappingProxyType({entry.last_segment: entry for entry in defaults.catalog})
         self.env_vars = MappingProxyType({var.name: var.helper for var in defaults.image_env_vars})
         self._rewriters: dict[Scope, Rewriter] = {}
         # The scope binding per combination of scope label values: namespaces of one scope share it,

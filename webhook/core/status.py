@@ -27,11 +27,10 @@ from webhook.core.resolver import Effective, RegistryEntry
 from webhook.core.snapshot import CompiledConfig
 
 EFFECTIVE, BLOCKED, CONFLICTING, SECRET_MISSING = "Effective", "Blocked", "Conflicting", "SecretMissing"
-CONDITION_TYPES = (EFFECTIVE, BLOCKED, CONFLICTING, SECRET_MISSING)
 INVALID = "Invalid"
 # Conditions (and the Invalid reason of Effective) that need a person: the writer posts an Event when
 # one turns True. Their names double as the Events' reasons.
-ATTENTION = (BLOCKED, CONFLICTING, SECRET_MISSING, INVALID)
+ATTENTION_CONDITIONS = (BLOCKED, CONFLICTING, SECRET_MISSING)
 # The status fields the writer owns; anything else under `status` is left alone.
 OWNED_STATUS_FIELDS = (
     "observedGeneration",
@@ -300,7 +299,7 @@ def attention_needed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> 
     """
     old, new = _conditions_of(current), _conditions_of(desired)
     needed = []
-    for type_ in (BLOCKED, CONFLICTING, SECRET_MISSING):
+    for type_ in ATTENTION_CONDITIONS:
         condition = new.get(type_)
         if condition and condition.get("status") == "True" and old.get(type_, {}).get("status") != "True":
             needed.append((type_, str(condition.get("message", ""))))

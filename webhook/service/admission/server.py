@@ -65,7 +65,7 @@ class AdmissionServer:
             return
         kopf_fn = fn
 
-        async def serve(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        async def answer_request(request: aiohttp.web.Request) -> aiohttp.web.Response:
             body = await request.read()
             if request.match_info.get("id") == HANDLER_ID and self.engine == "direct":
                 status, payload = await self.handler.handle(body)
@@ -73,7 +73,7 @@ class AdmissionServer:
             return await serve_through_kopf(kopf_fn, request, body)
 
         app = aiohttp.web.Application(client_max_size=MAX_REQUEST_BYTES)
-        app.router.add_post("/{id}", serve)
+        app.router.add_post("/{id}", answer_request)
         runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = aiohttp.web.TCPSite(
