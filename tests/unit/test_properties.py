@@ -24,7 +24,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -433,8 +432,14 @@ def _write_config(directory: Path, documents: list[dict[str, Any]], namespace: s
     ]
     if namespace == "ns-unlabelled":  # not in CONFIG: the CLI treats it as unlabelled, as admission does
         namespaces = []
-    (directory / "namespaces.yaml").write_text(yaml.safe_dump_all(namespaces), encoding="utf-8")
-    (directory / "registries.yaml").write_text(yaml.safe_dump_all(documents), encoding="utf-8")
+    # JSON, which is YAML with every string quoted: PyYAML would write `y` or `n` bare, which the
+    # CLI (like kubectl) reads as a boolean.
+    (directory / "namespaces.yaml").write_text(_json_stream(namespaces), encoding="utf-8")
+    (directory / "registries.yaml").write_text(_json_stream(documents), encoding="utf-8")
+
+
+def _json_stream(documents: list[dict[str, Any]]) -> str:
+    return "".join(f"---\n{json.dumps(document)}\n" for document in documents)
 
 
 @settings(PROFILE, max_examples=100)
@@ -447,7 +452,7 @@ def test_cli_prints_what_admission_patches(documents: list[dict[str, Any]], pod:
         (directory / "config").mkdir()
         _write_config(directory / "config", documents, pod["metadata"]["namespace"])
         pod_file = directory / "pod.yaml"
-        pod_file.write_text(yaml.safe_dump(pod), encoding="utf-8")
+        pod_file.write_text(json.dumps(pod), encoding="utf-8")
         results = []
         for extra in (["-o", "json"], ["--patch"]):
             out, err = io.StringIO(), io.StringIO()

@@ -32,7 +32,7 @@ def _config(**registry: object) -> CompiledConfig:
         scope=Scope(("acme",)),
         created=EPOCH,
         allow_overrides=True,
-        **{"server": "mirror.acme.corp", "account": "chaos", **registry},  # type: ignore[arg-type]
+        **{"server": "mirror.acme.corp", "registry_account": "chaos", **registry},  # type: ignore[arg-type]
     )
     return CompiledConfig(load_defaults(), [entry])
 
