@@ -322,7 +322,7 @@ def test_ten_thousand_scopes_sharing_three_registries_cost_one_request_per_disti
             created=datetime.now(UTC),
             allow_overrides=True,
             server=host,
-            account=accounts[i % 3],
+            registry_account=accounts[i % 3],
             type="Private",
             secret_name="pull",
             secret_namespace=SECRET_NAMESPACE,
