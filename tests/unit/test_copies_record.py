@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import json
 
-from webhook.service.writer.record import parse_record, record_text
+import pytest
+
+from webhook.service.writer.record import (
+    GROUPED_KEY,
+    LEGACY_KEY,
+    MAX_CONFIGMAP_DATA_BYTES,
+    RecordTooLarge,
+    data_size,
+    legacy_record_text,
+    parse_record,
+    read_data,
+    record_data,
+    record_text,
+)
 
 
 def test_the_record_is_grouped_by_source_and_reads_back_the_same() -> None:
@@ -38,3 +51,59 @@ def test_what_does_not_parse_is_dropped_not_guessed() -> None:
     assert parse_record("{not json") == {}
     assert parse_record(json.dumps({"no-slash": ["team-a"], "ns/name": "not a list"})) == {}
     assert parse_record(json.dumps({"ns/name": ["", 7, "team-a"]})) == {("team-a", "name"): "ns/name"}
+
+
+def previous_release_reader(text: str | None) -> dict[tuple[str, str], str]:
+    """How the first release reads copies.json (its code, in substance): a list, or else nothing."""
+    entries = json.loads(text) if text else []
+    return {
+        (e["namespace"], e["name"]): e["source"]
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("namespace", "name", "source"))
+    }
+
+
+RECORD = {
+    ("team-a", "acme-pull"): "chaos-system/acme-pull",
+    ("team-b", "acme-pull"): "chaos-system/acme-pull",
+    ("team-c", "renamed"): "secrets/other-pull",
+}
+
+
+def test_the_first_release_reads_every_copy_after_a_rollback() -> None:
+    data, legacy_left_out = record_data(RECORD, {})
+    assert not legacy_left_out
+    assert previous_release_reader(data[LEGACY_KEY]) == RECORD
+    assert parse_record(data[GROUPED_KEY]) == RECORD
+    assert read_data(data) == RECORD
+
+
+def test_both_keys_are_read_whichever_release_wrote_last() -> None:
+    # The first release, after a rollback, rewrote copies.json alone (and a stale v2 may remain).
+    first = {("team-d", "acme-pull"): "chaos-system/acme-pull"}
+    data = {GROUPED_KEY: record_text(RECORD), LEGACY_KEY: legacy_record_text(first)}
+    assert read_data(data) == {**RECORD, **first}
+    # The format of copies.json written by the release before this one (grouped, one key).
+    assert read_data({LEGACY_KEY: record_text(RECORD)}) == RECORD
+
+
+def test_keys_of_a_later_release_are_kept_on_save() -> None:
+    data, _ = record_data(RECORD, {"copies.v3.json": "[]"})
+    assert data["copies.v3.json"] == "[]"
+
+
+def big_record(count: int) -> dict[tuple[str, str], str]:
+    return {(f"bench-team-{i:06d}", "acme-pull"): "chaos-system/acme-pull" for i in range(count)}
+
+
+def test_both_formats_are_kept_up_to_about_9500_copies() -> None:
+    data, legacy_left_out = record_data(big_record(9_000), {})
+    assert not legacy_left_out and set(data) == {GROUPED_KEY, LEGACY_KEY}
+
+
+def test_near_the_limit_the_first_release_format_is_left_out_and_beyond_it_nothing_is_saved() -> None:
+    data, legacy_left_out = record_data(big_record(10_000), {})
+    assert legacy_left_out and set(data) == {GROUPED_KEY}
+    assert data_size(data) <= MAX_CONFIGMAP_DATA_BYTES
+    with pytest.raises(RecordTooLarge, match=r"over the 1,048,576 a ConfigMap holds"):
+        record_data(big_record(60_000), {})

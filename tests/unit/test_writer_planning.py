@@ -16,13 +16,13 @@ import pytest
 from kubernetes import client
 
 from webhook.core.models import SCOPE_LABELS
-from webhook.core.status import SecretCopy, SecretSources
+from webhook.core.status import CopyPlan, SecretCopy, SecretSources
 from webhook.service.options import ServeOptions
 from webhook.service.state import ConfigState
-from webhook.service.writer.copies import CopyInputs, CopyWriter, intended_record
+from webhook.service.writer.copies import CopyInputs, CopyWriter, SourceSecret, intended_record
 from webhook.service.writer.events import EventPoster
 from webhook.service.writer.failures import FailureLog
-from webhook.service.writer.record import CopiesRecord
+from webhook.service.writer.record import CopiesRecord, RecordTooLarge
 from webhook.service.writer.statuses import StatusWriter, canonical
 
 NAMESPACE = "chaos-system"
@@ -254,3 +254,53 @@ def test_the_loop_starts_each_leadership_with_nothing_cached() -> None:
     assert writer.copies.verified == {} and writer.copies.done is None
     assert writer.record.entries is None  # read again: another leader may have written it
     assert writer.failures.count == 0
+
+
+class RecordedEvents:
+    """The EventPoster's ConfigMap side, kept in a list (the real one is tested in tests/e2e)."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []
+
+    async def post_about_configmap(self, namespace: str, name: str, reason: str, message: str) -> None:
+        self.posted.append((f"{namespace}/{name}", reason, message))
+
+
+async def test_copies_the_record_cannot_hold_are_not_made_and_an_event_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = private_state()
+    writer = copy_writer(state)
+    events = RecordedEvents()
+    writer.events = events  # type: ignore[assignment]
+    source = f"{NAMESPACE}/acme-pull"
+    writer.record.entries = {("team-a", "acme-pull"): source, ("gone", "acme-pull"): source}
+
+    def save(entries: Any) -> None:
+        if ("team-b", "acme-pull") in entries:
+            raise RecordTooLarge(2_000_000)
+        writer.record.entries = dict(entries)
+
+    written: list[tuple[str, str]] = []
+    deleted: list[tuple[str, str]] = []
+    monkeypatch.setattr(writer.record, "save", save)
+    monkeypatch.setattr(writer, "_read_source", lambda ns, name: SourceSecret.of("Opaque", {"k": "dg=="}))
+    monkeypatch.setattr(writer, "_write_copy", lambda copy, secret: written.append(copy.target) or "created")
+    monkeypatch.setattr(writer, "_delete_copy", lambda target: deleted.append(target) or True)
+    plan = CopyPlan(
+        copies=(
+            SecretCopy("team-a", "acme-pull", NAMESPACE, "acme-pull"),
+            SecretCopy("team-b", "acme-pull", NAMESPACE, "acme-pull"),
+        ),
+        skipped=(),
+    )
+    await writer._sync(plan)
+    await writer._sync(plan)
+    assert written == [("team-a", "acme-pull")]  # recorded: kept current; team-b: never made
+    assert deleted == [("gone", "acme-pull")]  # stale ones still go, and the smaller record is saved
+    assert writer.record.entries == {("team-a", "acme-pull"): source}
+    assert len(events.posted) == 1  # once, not every round
+    where, reason, message = events.posted[0]
+    assert (where, reason) == (f"{NAMESPACE}/copies", "CopiesRecordFull")
+    assert "cannot record 1 new Secret copies in ConfigMap chaos-system/copies" in message
+    assert "2,000,000 bytes" in message

@@ -39,8 +39,9 @@ from webhook.core.status import CopyPlan, SecretCopy, SecretSources, desired_cop
 from webhook.service.kube.errors import describe, status_of
 from webhook.service.options import ServeOptions
 from webhook.service.state import ConfigState
+from webhook.service.writer.events import EventPoster
 from webhook.service.writer.failures import FailureLog
-from webhook.service.writer.record import CopiesRecord, Record, Target
+from webhook.service.writer.record import CopiesRecord, Record, RecordTooLarge, Target
 
 logger = logging.getLogger("webhook.writer")
 
@@ -53,6 +54,8 @@ OWNED_TEST: dict[str, Any] = {
 }
 # A copy known current is read again after this many resync intervals (someone may have changed it).
 VERIFY_EVERY_RESYNCS = 10
+# The Warning Event's reason when the record cannot hold the copies planned.
+RECORD_FULL_REASON = "CopiesRecordFull"
 
 
 def source_label_value(namespace: str, name: str) -> str:
@@ -131,8 +134,10 @@ class CopyWriter:
         record: CopiesRecord,
         failures: FailureLog,
         request_timeout: float,
+        events: EventPoster | None = None,
     ) -> None:
         self.state = state
+        self.events = events
         self.core = client.CoreV1Api(api)
         self.options = options
         self.record = record
@@ -147,6 +152,8 @@ class CopyWriter:
         # target -> (source hash written, monotonic time after which to read the copy again).
         self.verified: dict[Target, tuple[str, float]] = {}
         self.foreign: set[Target] = set()
+        # The last record-full Event's text: posted again only when it changes.
+        self.record_full_posted: str | None = None
         # What the last clean round was computed from, and when a copy is next due a check.
         self.done: CopyInputs | None = None
         self.due = math.inf
@@ -195,8 +202,19 @@ class CopyWriter:
             )
         # Record first, then create: a copy made is always in the record, so it is never left behind.
         intent = intended_record(record.entries, desired)
-        if intent != record.entries and not await self._save_record(intent):
-            return
+        if intent != record.entries:
+            saved = await self._save_record(intent)
+            if saved is None:
+                return
+            if saved:
+                self.failures.succeeded(f"{record.key} (new copies)")
+                self.record_full_posted = None
+            if not saved:
+                # The record cannot hold them: copies it would not name are not made (they could
+                # never be found again to delete); recorded ones are kept current, stale ones
+                # deleted, which may make room for the rest next round.
+                desired = {target: copy for target, copy in desired.items() if target in record.entries}
+                intent = dict(record.entries)
 
         sources: dict[tuple[str, str], SourceSecret | None] = {}
         for source in sorted({copy.source for copy in desired.values()}):
@@ -233,15 +251,32 @@ class CopyWriter:
         if remaining != record.entries:
             await self._save_record(remaining)
 
-    async def _save_record(self, entries: Record) -> bool:
+    async def _save_record(self, entries: Record) -> bool | None:
+        """True when saved; False when too large (the record read still holds); None on any other
+        failure (the round stops)."""
         record = self.record
         try:
             await asyncio.to_thread(record.save, entries)
+        except RecordTooLarge as error:
+            new = len(set(entries) - set(record.entries or {}))
+            text = (
+                f"cannot record {new} new Secret copies in {record.key}: {error}; they are not made "
+                "(copies already recorded are kept current)"
+            )
+            # A key of its own: the smaller record saved after deleting stale copies does not
+            # clear it (that would log and post again every round).
+            self.failures.failed(f"{record.key} (new copies)", text)
+            if self.events is not None and self.record_full_posted != text:
+                self.record_full_posted = text
+                await self.events.post_about_configmap(
+                    record.namespace, record.name, RECORD_FULL_REASON, text
+                )
+            return False
         except Exception as error:
             if status_of(error) == 409:
                 record.forget()  # changed under us: read it again next round
             self.failures.failed(record.key, f"cannot update {record.key}: {describe(error)}")
-            return False
+            return None
         self.failures.succeeded(record.key)
         return True
 

@@ -1,5 +1,6 @@
-"""Events about ChaosImageRegistry resources (events.k8s.io/v1), posted when a status change needs
-someone's attention. Best effort: the condition in the status says the same."""
+"""Events (events.k8s.io/v1) about ChaosImageRegistry resources, posted when a status change needs
+someone's attention, and about the writer's own ConfigMap (the copies record). Best effort: the
+condition in the status, or the log, says the same."""
 
 from __future__ import annotations
 
@@ -44,12 +45,34 @@ class EventPoster:
             return
         logger.info("posted Event %s for ChaosImageRegistry %s", reason, name)
 
+    async def post_about_configmap(self, namespace: str, name: str, reason: str, message: str) -> None:
+        """An Event about one of the webhook's own ConfigMaps (in its namespace, as the API requires)."""
+        regarding = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace, "name": name}
+        try:
+            await asyncio.to_thread(self._send, namespace, regarding, reason, message)
+        except Exception as error:
+            logger.warning(
+                "cannot post Event %s for ConfigMap %s/%s: %s", reason, namespace, name, describe(error)
+            )
+            return
+        logger.info("posted Event %s for ConfigMap %s/%s", reason, namespace, name)
+
     def _create(self, metadata: Mapping[str, Any], reason: str, message: str) -> None:
-        name = str(metadata.get("name"))
+        regarding = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": str(metadata.get("name")),
+            "uid": metadata.get("uid"),
+            "resourceVersion": metadata.get("resourceVersion"),
+        }
+        self._send(EVENT_NAMESPACE, regarding, reason, message)
+
+    def _send(self, namespace: str, regarding: Mapping[str, Any], reason: str, message: str) -> None:
+        name = str(regarding["name"])
         body = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"name": f"{name[:230]}.{secrets.token_hex(8)}", "namespace": EVENT_NAMESPACE},
+            "metadata": {"name": f"{name[:230]}.{secrets.token_hex(8)}", "namespace": namespace},
             "eventTime": lease_time(datetime.now(UTC)),
             "reportingController": REPORTING_CONTROLLER,
             "reportingInstance": self.identity[:128],
@@ -57,14 +80,8 @@ class EventPoster:
             "reason": reason,
             "note": message[:MAX_EVENT_NOTE],
             "type": "Warning",
-            "regarding": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": name,
-                "uid": metadata.get("uid"),
-                "resourceVersion": metadata.get("resourceVersion"),
-            },
+            "regarding": dict(regarding),
         }
         self.events.create_namespaced_event(
-            EVENT_NAMESPACE, client.EventsV1Event.model_validate(body), _request_timeout=self.request_timeout
+            namespace, client.EventsV1Event.model_validate(body), _request_timeout=self.request_timeout
         )

@@ -40,7 +40,9 @@ class Writer:
         )
         events = EventPoster(api, options.identity, REQUEST_TIMEOUT_SECONDS)
         self.statuses = StatusWriter(state, api, self.failures, events, REQUEST_TIMEOUT_SECONDS)
-        self.copies = CopyWriter(state, api, options, self.record, self.failures, REQUEST_TIMEOUT_SECONDS)
+        self.copies = CopyWriter(
+            state, api, options, self.record, self.failures, REQUEST_TIMEOUT_SECONDS, events
+        )
 
     def _reset(self) -> None:
         """Forget everything cached: another leader may have written in between."""

@@ -1,7 +1,15 @@
-"""The record of the Secret copies made (copies.json in a ConfigMap of the webhook's namespace).
+"""The record of the Secret copies made (a ConfigMap of the webhook's namespace).
 
 The writer never lists Secrets outside the source namespaces: stale copies are found in this
 record. It holds names only, never Secret contents.
+
+Two keys, so a rollback leaves no copy behind: `copies.v2.json` (grouped by source, compact) is
+what this release reads first; `copies.json` keeps the list format that the first release reads (a
+release reads only the format it knows and would take anything else for an empty record, then
+never delete the copies it no longer wants). Both are read and merged, whichever wrote last. When
+both do not fit in one ConfigMap, `copies.json` is left out and a warning says a rollback to the
+first release would leave copies behind. Keys this release does not know (a later release's) are
+kept as they are on every save.
 """
 
 from __future__ import annotations
@@ -18,11 +26,26 @@ from webhook.service.kube.errors import status_of
 
 logger = logging.getLogger("webhook.writer")
 
-COPIES_KEY = "copies.json"
+# The first release's key and format (a list of {"namespace", "name", "source"}), kept for it.
+LEGACY_KEY = "copies.json"
+# Grouped by source: 10,000 copies in about 250 KB.
+GROUPED_KEY = "copies.v2.json"
+# The API server's limit on a ConfigMap's data: the sum of its keys' and values' lengths in bytes.
+MAX_CONFIGMAP_DATA_BYTES = 1_048_576
 
 # A copy's place: (namespace, name); its source: "namespace/name", as in the ConfigMap.
 Target = tuple[str, str]
 Record = dict[Target, str]
+
+
+class RecordTooLarge(Exception):
+    """The record would be over the ConfigMap limit: the copies it would name are not made."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the record would take {size:,} bytes, over the {MAX_CONFIGMAP_DATA_BYTES:,} a ConfigMap holds"
+        )
+        self.size = size
 
 
 def copies_configmap_name(lease_name: str) -> str:
@@ -48,6 +71,9 @@ class CopiesRecord:
         """Read it again before the next use (another leader may have written it meanwhile)."""
         self.entries: Record | None = None
         self._version: str | None = None
+        self._unknown: dict[str, str] = {}
+        # Whether the last save left out the first release's key (warned once per change).
+        self.legacy_left_out = False
 
     def load(self) -> None:
         """Blocking: run in a thread."""
@@ -58,13 +84,27 @@ class CopiesRecord:
         except client.ApiException as error:
             if status_of(error) != 404:
                 raise
-            self.entries, self._version = {}, None
+            self.entries, self._version, self._unknown = {}, None, {}
             return
-        self.entries = parse_record((configmap.data or {}).get(COPIES_KEY))
+        data: dict[str, str] = dict(configmap.data or {})
+        self.entries = read_data(data)
+        self._unknown = {k: v for k, v in data.items() if k not in (LEGACY_KEY, GROUPED_KEY)}
         self._version = _resource_version(configmap)
 
     def save(self, record: Record) -> None:
-        """Blocking: run in a thread. A 409 means someone changed it since it was read."""
+        """Blocking: run in a thread. A 409 means someone changed it since it was read;
+        RecordTooLarge (raised before any request) that the ConfigMap cannot hold it."""
+        data, legacy_left_out = record_data(record, self._unknown)
+        if legacy_left_out and not self.legacy_left_out:
+            logger.warning(
+                "%s: %d copies are too many to keep %s (the first release's format) besides %s; "
+                "a rollback to the first release would leave Secret copies behind",
+                self.key,
+                len(record),
+                LEGACY_KEY,
+                GROUPED_KEY,
+            )
+        self.legacy_left_out = legacy_left_out
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(
                 name=self.name,
@@ -73,7 +113,7 @@ class CopiesRecord:
                 annotations={DESCRIPTION_ANNOTATION: "Secret copies made by the webhook (names only)"},
                 resource_version=self._version,
             ),
-            data={COPIES_KEY: record_text(record)},
+            data=data,
         )
         if self._version is None:
             result = self.core.create_namespaced_config_map(
@@ -92,8 +132,42 @@ def _resource_version(obj: Any) -> str | None:
     return metadata.resource_version if isinstance(metadata, client.V1ObjectMeta) else None
 
 
+def read_data(data: Mapping[str, str]) -> Record:
+    """The copies named by either key: each is ours to delete once no longer wanted, so the union
+    is the safe reading, whichever release wrote last."""
+    return {**parse_record(data.get(LEGACY_KEY)), **parse_record(data.get(GROUPED_KEY))}
+
+
+def data_size(data: Mapping[str, str]) -> int:
+    """A ConfigMap's data as the API server measures it against its limit."""
+    return sum(len(key.encode()) + len(value.encode()) for key, value in data.items())
+
+
+def record_data(record: Mapping[Target, str], unknown: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """The ConfigMap's data for `record`, and whether the first release's key had to be left out.
+
+    Raises RecordTooLarge when even the grouped format does not fit."""
+    data = {**unknown, GROUPED_KEY: record_text(record)}
+    size = data_size(data)
+    if size > MAX_CONFIGMAP_DATA_BYTES:
+        raise RecordTooLarge(size)
+    legacy = legacy_record_text(record)
+    if size + len(LEGACY_KEY) + len(legacy.encode()) > MAX_CONFIGMAP_DATA_BYTES:
+        return data, True
+    data[LEGACY_KEY] = legacy
+    return data, False
+
+
+def legacy_record_text(record: Mapping[Target, str]) -> str:
+    """The first release's format: one {"namespace", "name", "source"} object per copy."""
+    return json.dumps(
+        [{"namespace": ns, "name": name, "source": source} for (ns, name), source in sorted(record.items())],
+        separators=(",", ":"),
+    )
+
+
 def record_text(record: Mapping[Target, str]) -> str:
-    """copies.json: source "namespace/name" -> the namespaces holding a copy of it (or
+    """copies.v2.json: source "namespace/name" -> the namespaces holding a copy of it (or
     "namespace/name" for a copy named otherwise). Grouped by source, so 10,000 copies take about
     250 KB of the ConfigMap's 1 MiB, where one object per copy took 1.2 MB."""
     grouped: dict[str, list[str]] = {}
@@ -112,7 +186,7 @@ def parse_record(text: str | None) -> Record:
     try:
         parsed = json.loads(text)
     except ValueError:
-        logger.warning("%s does not parse: starting from an empty record", COPIES_KEY)
+        logger.warning("the copies record does not parse: that key is read as empty")
         return {}
     record = {}
     if isinstance(parsed, dict):
