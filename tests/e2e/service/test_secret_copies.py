@@ -10,7 +10,9 @@ import base64
 import contextlib
 import json
 import secrets
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes
@@ -18,6 +20,7 @@ import pytest
 
 from controlplane.webhook import WebhookProcess
 from tests.e2e.service.conftest import WEBHOOK_NAMESPACE, Cluster, wait_for
+from webhook.service.writer.record import GROUPED_KEY, LEGACY_KEY, MAX_CONFIGMAP_DATA_BYTES, data_size
 
 TIMEOUT = 20.0
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -140,8 +143,10 @@ def test_copy_follows_source_binding_and_type(cluster: Cluster, sources: Sources
 
     # The copies are recorded by name (no contents) in the webhook's ConfigMap.
     record = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE)
-    recorded = json.loads(record.data["copies.json"])
+    recorded = json.loads(record.data[GROUPED_KEY])
     assert bound in recorded[f"{WEBHOOK_NAMESPACE}/{secret}"]
+    # ...and, for a rollback, in the first release's format, which that release reads.
+    assert (bound, secret) in first_release_reader(record.data.get(LEGACY_KEY))
 
     # The source changes: the copies follow.
     new_data = sources.update(secret)
@@ -159,7 +164,7 @@ def test_copy_follows_source_binding_and_type(cluster: Cluster, sources: Sources
 
     def unrecorded() -> bool:
         data = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE).data
-        recorded = json.loads(data["copies.json"])
+        recorded = json.loads(data[GROUPED_KEY])
         return not [n for targets in recorded.values() for n in targets if n in (bound, other)]
 
     wait_for(unrecorded, timeout=TIMEOUT, what="the record to forget the deleted copies")
@@ -262,3 +267,148 @@ def test_secret_contents_never_reach_logs_or_events(
     for needle in [*sources.passwords, *sources.values]:
         for text in texts:
             assert needle not in text  # ...but never what is in them
+
+
+# The copies record across versions and near its size limit ------------------------------------
+
+
+def first_release_reader(text: str | None) -> dict[tuple[str, str], str]:
+    """How the first release reads copies.json (its code, in substance): a list, or else nothing."""
+    entries = json.loads(text) if text else []
+    return {
+        (e["namespace"], e["name"]): e["source"]
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("namespace", "name", "source"))
+    }
+
+
+def edit_record(cluster: Cluster, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+    """Replace the record's data as another writer would (guarded by resourceVersion, retried)."""
+    for _ in range(20):
+        configmap = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE)
+        configmap.data = change(dict(configmap.data or {}))
+        try:
+            cluster.core.replace_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE, configmap)
+            return
+        except kubernetes.client.ApiException as error:
+            if error.status != 409:
+                raise
+    raise AssertionError("the record kept changing under the test")
+
+
+CHAOS_POD = "examples/pods/litmus-runner.yaml"
+
+
+class ChaosPods:
+    """Chaos pods created (dry run) all along a test: admission goes on whatever the writer does."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.admitted = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                stored = self.cluster.create_pod(self.namespace, CHAOS_POD, dry_run=True)
+            except Exception as error:  # counted: the test asserts there were none
+                self.errors.append(str(error)[:200])
+            else:
+                if stored["spec"]["containers"][0]["image"].startswith("registry.acme.corp/"):
+                    self.admitted += 1
+                else:
+                    self.errors.append(f"not rewritten: {stored['spec']['containers'][0]['image']}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> ChaosPods:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_a_copy_the_first_release_recorded_after_a_rollback_is_deleted_on_roll_forward(
+    cluster: Cluster, sources: Sources
+) -> None:
+    secret = f"{cluster.account}-pull"
+    data = sources.create(secret)
+    cluster.registry("root", private(secret))
+    team = cluster.namespace()
+    wait_copy(cluster, team, secret, data)
+
+    # Rolled back, the first release made a copy (labelled as ours) that nothing wants any more
+    # and, as it does, replaced the record with copies.json alone.
+    stale = cluster.namespace(labels={"chaosregistry.io/account": f"{cluster.account}-elsewhere"})
+    labels = {MANAGED_BY: "chaos-registry-webhook"}
+    body = {"metadata": {"name": secret, "labels": labels}, "data": data}
+    cluster.core.create_namespaced_secret(stale, body)
+
+    def first_release_write(current: dict[str, str]) -> dict[str, str]:
+        record = {
+            (e["namespace"], e["name"]): e["source"] for e in json.loads(current.get(LEGACY_KEY) or "[]")
+        }
+        record[(stale, secret)] = f"{WEBHOOK_NAMESPACE}/{secret}"
+        listed = [{"namespace": ns, "name": n, "source": src} for (ns, n), src in record.items()]
+        return {LEGACY_KEY: json.dumps(listed)}
+
+    with ChaosPods(cluster, team) as pods:
+        edit_record(cluster, first_release_write)
+        # Rolled forward: the next change makes the writer save, find the record changed, read it
+        # again, and delete the copy only the first release's format names.
+        wait_copy(cluster, cluster.namespace(), secret, data)
+        wait_gone(cluster, stale, secret)
+    assert read_secret(cluster, team, secret) is not None
+    assert pods.errors == [] and pods.admitted > 0
+
+
+def record_full_events(cluster: Cluster) -> list[Any]:
+    events = kubernetes.client.EventsV1Api(cluster.api).list_namespaced_event(WEBHOOK_NAMESPACE).items
+    return [e for e in events if e.reason == "CopiesRecordFull" and e.regarding.name == COPIES_CONFIGMAP]
+
+
+def test_a_record_near_the_configmap_limit_makes_an_event_and_no_unrecorded_copy(
+    cluster: Cluster, sources: Sources
+) -> None:
+    secret = f"{cluster.account}-pull"
+    data = sources.create(secret)
+    cluster.registry("root", private(secret))
+    team = cluster.namespace()
+    wait_copy(cluster, team, secret, data)
+    padding_key = "test-padding.json"  # a key this release does not know: kept on every save
+    events_before = len(record_full_events(cluster))
+
+    def fill(current: dict[str, str]) -> dict[str, str]:
+        kept = {k: v for k, v in current.items() if k != LEGACY_KEY}  # left out when full anyway
+        room = MAX_CONFIGMAP_DATA_BYTES - data_size(kept) - len(padding_key)
+        return {**kept, padding_key: "x" * (room - 4)}  # 4 bytes left: no new copy name fits
+
+    def unfill(current: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in current.items() if k != padding_key}
+
+    try:
+        with ChaosPods(cluster, team) as pods:
+            edit_record(cluster, fill)
+            later = cluster.namespace()
+            event = wait_for(
+                lambda: record_full_events(cluster)[events_before:] or None,
+                timeout=TIMEOUT,
+                what="a CopiesRecordFull Event",
+            )[0]
+            assert f"ConfigMap {WEBHOOK_NAMESPACE}/{COPIES_CONFIGMAP}" in event.note
+            assert "over the 1,048,576 a ConfigMap holds" in event.note
+            assert event.type == "Warning"
+            time.sleep(5)  # two more rounds (resync 2 s): still no copy the record could not name
+            assert read_secret(cluster, later, secret) is None
+            assert len(record_full_events(cluster)) == events_before + 1  # posted once
+            # The record is read again each round while full: room made, the copy follows.
+            edit_record(cluster, unfill)
+            wait_copy(cluster, later, secret, data)
+        configmap = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE)
+        assert later in json.loads(configmap.data[GROUPED_KEY])[f"{WEBHOOK_NAMESPACE}/{secret}"]
+        assert pods.errors == [] and pods.admitted > 0
+    finally:
+        edit_record(cluster, unfill)

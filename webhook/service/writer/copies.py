@@ -202,6 +202,8 @@ class CopyWriter:
             )
         # Record first, then create: a copy made is always in the record, so it is never left behind.
         intent = intended_record(record.entries, desired)
+        # When full, the ConfigMap is read again each round: someone may have made room in it.
+        reload_record = False
         if intent != record.entries:
             saved = await self._save_record(intent)
             if saved is None:
@@ -215,6 +217,7 @@ class CopyWriter:
                 # deleted, which may make room for the rest next round.
                 desired = {target: copy for target, copy in desired.items() if target in record.entries}
                 intent = dict(record.entries)
+                reload_record = True
 
         sources: dict[tuple[str, str], SourceSecret | None] = {}
         for source in sorted({copy.source for copy in desired.values()}):
@@ -250,6 +253,8 @@ class CopyWriter:
                 logger.info("deleted %s (no longer needed)", target_key)
         if remaining != record.entries:
             await self._save_record(remaining)
+        if reload_record:
+            record.forget()
 
     async def _save_record(self, entries: Record) -> bool | None:
         """True when saved; False when too large (the record read still holds); None on any other
