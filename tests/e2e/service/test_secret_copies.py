@@ -20,11 +20,13 @@ import pytest
 
 from controlplane.webhook import WebhookProcess
 from tests.e2e.service.conftest import WEBHOOK_NAMESPACE, Cluster, wait_for
+from tests.reliability import figures
 from webhook.service.writer.record import GROUPED_KEY, LEGACY_KEY, MAX_CONFIGMAP_DATA_BYTES, data_size
 
 TIMEOUT = 20.0
 MANAGED_BY = "app.kubernetes.io/managed-by"
 COPIES_CONFIGMAP = "chaos-registry-webhook-copies"
+SECTION = "copies record"
 
 
 class Sources:
@@ -357,12 +359,16 @@ def test_a_copy_the_first_release_recorded_after_a_rollback_is_deleted_on_roll_f
 
     with ChaosPods(cluster, team) as pods:
         edit_record(cluster, first_release_write)
+        started = time.monotonic()
         # Rolled forward: the next change makes the writer save, find the record changed, read it
         # again, and delete the copy only the first release's format names.
         wait_copy(cluster, cluster.namespace(), secret, data)
         wait_gone(cluster, stale, secret)
+        seconds = time.monotonic() - started
     assert read_secret(cluster, team, secret) is not None
     assert pods.errors == [] and pods.admitted > 0
+    figures.record(SECTION, "rollback: stale copy deleted after (s)", round(seconds, 1))
+    figures.record(SECTION, "rollback: chaos pods admitted meanwhile", pods.admitted)
 
 
 def record_full_events(cluster: Cluster) -> list[Any]:
@@ -393,11 +399,13 @@ def test_a_record_near_the_configmap_limit_makes_an_event_and_no_unrecorded_copy
         with ChaosPods(cluster, team) as pods:
             edit_record(cluster, fill)
             later = cluster.namespace()
+            started = time.monotonic()
             event = wait_for(
                 lambda: record_full_events(cluster)[events_before:] or None,
                 timeout=TIMEOUT,
                 what="a CopiesRecordFull Event",
             )[0]
+            event_seconds = time.monotonic() - started
             assert f"ConfigMap {WEBHOOK_NAMESPACE}/{COPIES_CONFIGMAP}" in event.note
             assert "over the 1,048,576 a ConfigMap holds" in event.note
             assert event.type == "Warning"
@@ -410,5 +418,8 @@ def test_a_record_near_the_configmap_limit_makes_an_event_and_no_unrecorded_copy
         configmap = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE)
         assert later in json.loads(configmap.data[GROUPED_KEY])[f"{WEBHOOK_NAMESPACE}/{secret}"]
         assert pods.errors == [] and pods.admitted > 0
+        figures.record(SECTION, "full: Event after (s)", round(event_seconds, 1))
+        figures.record(SECTION, "full: chaos pods admitted meanwhile", pods.admitted)
+        figures.record(SECTION, "full: Event note", event.note)
     finally:
         edit_record(cluster, unfill)

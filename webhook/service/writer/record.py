@@ -7,8 +7,8 @@ Two keys, so a rollback leaves no copy behind: `copies.v2.json` (grouped by sour
 what this release reads first; `copies.json` keeps the list format that the first release reads (a
 release reads only the format it knows and would take anything else for an empty record, then
 never delete the copies it no longer wants). Both are read and merged, whichever wrote last. When
-both do not fit in one ConfigMap, `copies.json` is left out and a warning says a rollback to the
-first release would leave copies behind. Keys this release does not know (a later release's) are
+both do not fit in one ConfigMap (past about 8,400 copies), `copies.json` is left out and a
+warning says a rollback to the first release would leave copies behind. Keys this release does not know (a later release's) are
 kept as they are on every save.
 """
 
