@@ -8,8 +8,8 @@ what this release reads first; `copies.json` keeps the list format that the firs
 release reads only the format it knows and would take anything else for an empty record, then
 never delete the copies it no longer wants). Both are read and merged, whichever wrote last. When
 both do not fit in one ConfigMap (past about 8,400 copies), `copies.json` is left out and a
-warning says a rollback to the first release would leave copies behind. Keys this release does not know (a later release's) are
-kept as they are on every save.
+warning says a rollback to the first release would leave copies behind. Keys this release does
+not know (a later release's) are kept as they are on every save.
 """
 
 from __future__ import annotations
