@@ -384,7 +384,7 @@ def test_killed_lease_holder_the_other_replica_serves_and_takes_the_lease(releas
     holder = wait_for(lambda: lease_holder(cluster), timeout=60, what="a Lease holder")
     pods = {p["metadata"]["name"]: p for p in webhook_pods(cluster)}
     assert holder in pods, f"Lease held by {holder}, not one of {sorted(pods)}"
-    with Creators(release, "kill") as creators:
+    with AvailabilityWatch(cluster) as watch, Creators(release, "kill") as creators:
         time.sleep(2)
         # The crash: SIGKILL, so the holder never releases its Lease. Then its pod is deleted (its
         # node gone, say): a container merely restarted by the kubelet keeps the pod's name, which
@@ -400,12 +400,14 @@ def test_killed_lease_holder_the_other_replica_serves_and_takes_the_lease(releas
     release.record("kill_pods_created", creators.created)
     release.record("kill_refused_attempts", creators.refused_attempts)
     release.record("kill_pods_lost", len(creators.lost))
+    release.record("kill_max_unavailable", 2 - watch.fewest_ready)
     release.record("kill_pods_unrewritten", len(creators.unrewritten))
     figures.add(SECTION, "pods_created", creators.created)
     figures.add(SECTION, "pods_wrong", len(creators.unrewritten))
     figures.add(SECTION, "faults_injected", 1)
     print(f"\nkill: {release.figures}")
     assert new_holder != holder
+    assert watch.fewest_ready >= 1, "no replica Ready while the other was down"
     assert new_holder in {p["metadata"]["name"] for p in webhook_pods(cluster)}, new_holder
     # A create sent to the killed replica's endpoint before it is marked unready is refused once;
     # retried as a controller does, every pod gets in, rewritten.
@@ -416,7 +418,7 @@ def test_killed_lease_holder_the_other_replica_serves_and_takes_the_lease(releas
 def test_deleted_lease_holder_pod_hands_the_lease_over(release: Release) -> None:
     cluster = release.cluster
     holder = wait_for(lambda: lease_holder(cluster), timeout=60, what="a Lease holder")
-    with Creators(release, "delete") as creators:
+    with AvailabilityWatch(cluster) as watch, Creators(release, "delete") as creators:
         time.sleep(2)
         cluster.kubectl("delete", "pod", holder, "-n", NAMESPACE, "--wait=false")
         new_holder, seconds = wait_new_holder(release, holder)
@@ -427,6 +429,7 @@ def test_deleted_lease_holder_pod_hands_the_lease_over(release: Release) -> None
     release.record("delete_pods_created", creators.created)
     release.record("delete_refused_attempts", creators.refused_attempts)
     release.record("delete_pods_unrewritten", len(creators.unrewritten))
+    release.record("delete_max_unavailable", 2 - watch.fewest_ready)
     figures.add(SECTION, "pods_created", creators.created)
     figures.add(SECTION, "pods_wrong", len(creators.unrewritten))
     figures.add(SECTION, "faults_injected", 1)
