@@ -104,11 +104,13 @@ image-local:
 HOSTILE_TESTS := tests/unit/test_hostile_pods.py tests/unit/test_hostile_inputs.py \
 	tests/e2e/service/test_admission_hostile.py tests/e2e/service/test_validate_apiserver.py \
 	tests/e2e/service/test_serve_startup.py
-# The full run of tests/reliability, the in-process fuzz test and the hostile-input tests (make test
-# runs a smaller share);
+# The chart's high availability on the real node (root; the node is host-global, starts wait).
+NODE_RELIABILITY_TESTS := tests/node/test_helm_ha.py
+# The full run of tests/reliability, the chart's high availability on the real node, the in-process
+# fuzz test and the hostile-input tests (make test runs a smaller share);
 # the figures the tests collect go to .cache/reliability/figures.json and are printed, pass or fail.
-reliability: $(STAMP) controlplane
-	@RELIABILITY_FULL=1 $(PY) -m pytest tests/reliability tests/unit/test_fuzz_admission.py $(HOSTILE_TESTS) -q; \
+reliability: $(STAMP) controlplane node-binaries
+	@RELIABILITY_FULL=1 $(PY) -m pytest tests/reliability $(NODE_RELIABILITY_TESTS) tests/unit/test_fuzz_admission.py $(HOSTILE_TESTS) -q; \
 		status=$$?; echo; $(PY) -m tests.reliability.figures full; exit $$status
 
 # The admission benchmark (bench/RESULTS.md): a fresh local control plane with K = 10, 1,000, 10,000
