@@ -87,7 +87,7 @@ def install_chart(plane: ControlPlane) -> None:
     rendered = subprocess.run(
         [
             str(plane.bin_dir / "helm"), "template", RELEASE, str(CHART),
-            "--namespace", NAMESPACE, "--include-crds",
+            "--namespace", NAMESPACE, "--include-crds", "--skip-tests",  # helm test objects: not the install
         ],
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout  # fmt: skip
