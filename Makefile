@@ -70,7 +70,7 @@ node-test: $(STAMP) controlplane node-binaries
 lint: $(STAMP) controlplane
 	$(VENV)/bin/ruff check webhook controlplane tests bench hack
 	$(VENV)/bin/ruff format --check webhook controlplane tests bench hack
-	$(VENV)/bin/mypy webhook controlplane
+	$(VENV)/bin/mypy webhook controlplane bench
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/hadolint Dockerfile
 	$(CONTROLPLANE_BIN)/helm lint --strict $(CHART)

@@ -154,7 +154,7 @@ async def _under_load(args: argparse.Namespace) -> dict[str, Any]:
             async with service_bench.serve(control_plane, logs, "direct", 10, 60.0) as (webhook, _):
                 ca = logs / "ours-ca.pem"
                 ca.write_bytes(await api.webhook_ca_bundle(service_bench.CONFIG_NAME) or b"")
-                target = versus_go.Target("ours", webhook.port, webhook.pid, ca)
+                target = versus_go.Target("ours", webhook.port, webhook.pid, ca, service_bench.SERVER_CPU)
                 body = versus_go.write_bodies(
                     templates[args.body], versus_go.private_namespaces(), logs / "body.jsonl", 7
                 )

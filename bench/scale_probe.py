@@ -71,8 +71,8 @@ async def probe(scopes: int, trace: bool) -> dict[str, Any]:
     stream = corpus.RequestStream.sweep({t.kind: t for t in templates}, configuration.namespace_names(), 1)
     patched = 0
     for _ in range(len(stream)):
-        body, _tag = stream()
-        request = parse_review(body)
+        request_body, _tag = stream()
+        request = parse_review(request_body)
         patched += bool(snapshot.admit(request.pod, request.namespace).patch)
     cpu = _phase("first touch of every scope", cpu, results)
     results["patched"] = patched

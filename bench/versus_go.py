@@ -15,6 +15,8 @@ which does nothing when they are up to date.
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import socket
 import statistics
@@ -29,6 +31,7 @@ from webhook import pki
 
 GOREF = Path(__file__).resolve().parent / "goref"
 GO_CACHE = corpus.REPO / ".cache" / "bench" / "go"
+HANDLER_BENCH = GO_CACHE / "webhook.test"  # the reference's handler alone (handler_test.go)
 HANDLER_PATH = "/mutate-pods"
 # The two chaos pods whose bodies both servers answer (examples/pods).
 BODIES = ("litmus-experiment", "hce-fault")
@@ -51,8 +54,31 @@ def build() -> tuple[Path, Path]:
         cwd=GOREF,
         check=True,
     )
+    test_build = ["go", "test", "-c", "-trimpath", "-o", str(HANDLER_BENCH), "./webhook"]
+    subprocess.run(test_build, cwd=GOREF, check=True)
     say(f"Go reference and load generator built in {time.perf_counter() - began:.0f} s")
     return GO_CACHE / "webhook", GO_CACHE / "loadgen"
+
+
+def handler_cost_us(bodies: Path, cpu: int, requests: int = 5000) -> float:
+    """The Go reference's handler alone, in process, without HTTP or TLS (`go test -bench`, pinned
+    to `cpu`): microseconds per request. Tells a slow handler from a slow transport."""
+    command = [
+        "taskset", "-c", str(cpu), str(HANDLER_BENCH), "-test.run", "^$", "-test.bench", "Handle",
+        "-test.benchtime", f"{requests}x",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command,
+        env={**os.environ, "GOREF_BODIES": str(bodies)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    found = re.search(r"BenchmarkHandle\S*\s+\d+\s+([\d.]+) ns/op", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"the Go handler benchmark failed: {(done.stdout + done.stderr).strip()[-300:]}")
+    return float(found.group(1)) / 1000
 
 
 def private_namespaces() -> list[str]:
@@ -133,6 +159,7 @@ class Target:
     port: int
     pid: int
     ca_file: Path
+    cpu: int  # the CPU it is pinned to
 
 
 @dataclass
@@ -157,6 +184,7 @@ class VersusCell:
     concurrency: int
     scopes: int
     runs: list[Run] = field(default_factory=list)
+    go_handler_us: float = float("nan")  # the Go handler alone, in process (handler_cost_us)
 
     def of(self, server: str) -> list[Run]:
         return [r for r in self.runs if r.server == server]
@@ -188,6 +216,7 @@ class VersusCell:
             "go_reference_p50_ms": round(self.median("go", "p50_ms"), 3),
             "go_reference_p99_ms": round(self.median("go", "p99_ms"), 3),
             "go_reference_cpu_ms_per_1k": round(self.median_cpu("go"), 1),
+            "go_reference_handler_us": round(self.go_handler_us, 1),
             "ratio_vs_go": round(self.ratio, 3),
             "ratio_runs": [round(r, 3) for r in self.ratios()],
         }
@@ -250,9 +279,12 @@ def compare(
 ) -> list[VersusCell]:
     """Per body and concurrency, `repeats` back-to-back pairs of runs, order flipped each repeat."""
     cells = []
+    go_cpu = next(t.cpu for t in targets if t.name == "go")
     for body, path in bodies.items():
+        handler_us = handler_cost_us(path, go_cpu)
+        say(f"the Go handler alone, in process, on {body}: {handler_us:.0f} us per request")
         for concurrency in concurrencies:
-            cell = VersusCell(body, concurrency, scopes)
+            cell = VersusCell(body, concurrency, scopes, go_handler_us=handler_us)
             for repeat in range(repeats):
                 order = targets if repeat % 2 == 0 else targets[::-1]
                 for target in order:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import EntryFactory, PodLoader
-from webhook.core.classifier import PodClassifier, opted_out, scope_from_labels
+from webhook.core.classifier import NamespaceLabels, PodClassifier, opted_out, scope_from_labels
 from webhook.core.loader import LoadedConfig
 from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope, load_defaults
 from webhook.core.snapshot import CompiledConfig, Snapshot
@@ -357,3 +357,38 @@ def test_a_rule_may_name_either_component_of_a_repository(component: str) -> Non
         == "faults-only"
     )
     assert classifier.matching_rule(pod({}, "harness/chaos-log-watcher:1.47.0")) is None
+
+
+def test_namespace_labels_keep_only_the_scope_and_opt_out_labels() -> None:
+    labels = NamespaceLabels(
+        {
+            "chaosregistry.io/account": "acme",
+            "chaosregistry.io/organization": "payments",
+            "chaosregistry.io/inject": "false",
+            "chaosregistry.io/other": "ignored",
+            "istio-injection": "enabled",
+            "chaosregistry.io/project": 7,  # not a string: as if absent
+        }
+    )
+    assert dict(labels) == {
+        "chaosregistry.io/account": "acme",
+        "chaosregistry.io/organization": "payments",
+        "chaosregistry.io/inject": "false",
+    }
+    assert len(labels) == 3
+    assert labels.get("chaosregistry.io/project") is None
+    assert labels.get("istio-injection", "default") == "default"
+    assert labels["chaosregistry.io/account"] == "acme"
+    with pytest.raises(KeyError):
+        labels["chaosregistry.io/infrastructure"]
+    assert opted_out(labels)
+    assert scope_from_labels(labels, "default").scope == Scope(("acme", "payments"))
+
+
+def test_namespace_labels_compare_by_value_and_empty_ones_are_falsy() -> None:
+    one = NamespaceLabels({"chaosregistry.io/account": "acme", "team": "a"})
+    assert one == NamespaceLabels({"chaosregistry.io/account": "acme", "team": "b"})
+    assert one == {"chaosregistry.io/account": "acme"}
+    assert one != NamespaceLabels({"chaosregistry.io/account": "other"})
+    assert not NamespaceLabels(None) and not NamespaceLabels({})
+    assert not opted_out(NamespaceLabels(None))

@@ -6,7 +6,8 @@ and receive its pull secret.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,57 @@ def scope_from_labels(labels: Mapping[str, str], default_account: str) -> ScopeB
             f"is ignored: using scope {'/'.join(parts)}"
         )
     return ScopeBinding(Scope(parts), warning)
+
+
+# The only namespace labels that decide anything: its scope and its opt-out.
+_KEPT_LABELS = (*SCOPE_LABELS, INJECT_LABEL)
+_KEPT_INDEX = {label: index for index, label in enumerate(_KEPT_LABELS)}
+
+
+class NamespaceLabels(Mapping[str, str]):
+    """A namespace's scope and opt-out labels, the only ones admission reads, held compactly.
+
+    One is kept per namespace for the life of the process: a dict of the same labels cost about
+    0.5 KiB, 50 MiB at 100,000 namespaces; this record with its tuple of values about 0.1 KiB.
+    Values are interned: an account's or project's name recurs in all its namespaces.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, labels: Mapping[str, Any] | None = None) -> None:
+        get = labels.get if labels else (lambda _label: None)
+        self._values: tuple[str | None, ...] = tuple(
+            sys.intern(value) if type(value) is str else None for value in map(get, _KEPT_LABELS)
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:  # hot path: no KeyError round trip
+        index = _KEPT_INDEX.get(key)
+        if index is None:
+            return default
+        value = self._values[index]
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return (label for label, value in zip(_KEPT_LABELS, self._values, strict=True) if value is not None)
+
+    def __len__(self) -> int:
+        return sum(value is not None for value in self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NamespaceLabels):
+            return self._values == other._values
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"NamespaceLabels({dict(self)!r})"
 
 
 def opted_out(labels: Mapping[str, str] | None) -> bool:

@@ -24,6 +24,7 @@ _CACHE_LIMIT = 4096
 # One string per image text for the target caches of all scopes (bounded, unlike sys.intern: the
 # texts come from pods).
 _SHARED_IMAGES: dict[str, str] = {}
+_HELPER_KEYS: dict[str, str] = {}
 # Shared by every scope without custom images: an empty frozenset is 200 bytes, per scope.
 _NO_TARGETS: frozenset[str] = frozenset()
 
@@ -57,19 +58,29 @@ def _shared(image: str) -> str:
     return shared
 
 
+def _helper_key(image: str) -> str:
+    """The key of `image` seen in a helper pod (where a component may differ) in a target cache."""
+    key = _HELPER_KEYS.get(image)
+    if key is None:
+        if len(_HELPER_KEYS) >= _CACHE_LIMIT:
+            _HELPER_KEYS.clear()
+        key = _HELPER_KEYS[image] = f"helper\0{image}"
+    return key
+
+
 class Rewriter:
     """Target images under one effective registry, cached per (image, helper context)."""
 
-    # One per scope in use: no per-instance __dict__.
-    __slots__ = ("_cache", "_catalog", "_custom_targets", "_helper_cache", "effective", "scope_annotation")
+    # One per scope in use (100,000 scopes: 100,000 of them): no per-instance __dict__.
+    __slots__ = ("_cache", "_catalog", "_custom_targets", "effective", "scope_annotation")
 
     def __init__(self, effective: Effective, catalog: Mapping[str, CatalogEntry]) -> None:
         self.effective = effective
         self._catalog = catalog
-        # One table per helper context, keyed by a shared image string: every scope caches the same
-        # few catalog images, so they share one string instead of keeping each request's copy.
+        # One table for both contexts (a helper pod's image under its own key), keyed by shared
+        # strings: every scope caches the same few catalog images, so they share one string
+        # instead of keeping each request's copy, and a second table per scope would cost 0.2 KiB.
         self._cache: dict[str, Target] = {}
-        self._helper_cache: dict[str, Target] = {}
         # The same for every pod of the scope: serialised once, not per admission.
         self.scope_annotation = scope_annotation(effective)
         # Custom images are used verbatim, so each one is already a target, whatever its repository.
@@ -80,12 +91,13 @@ class Rewriter:
         )
 
     def target_image(self, image: str, helper: bool) -> Target:
-        cache = self._helper_cache if helper else self._cache
-        cached = cache.get(image)
+        cache = self._cache
+        key = _helper_key(image) if helper else image
+        cached = cache.get(key)
         if cached is None:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
-            cached = cache[_shared(image)] = self._compute(image, helper)
+            cached = cache[key if helper else _shared(image)] = self._compute(image, helper)
         return cached
 
     def _compute(self, image: str, helper: bool) -> Target:

@@ -54,6 +54,7 @@ class CompiledConfig:
     def rewriter(self, scope: Scope) -> Rewriter:
         rewriter = self._rewriters.get(scope)
         if rewriter is None:
+            scope = self.index.canonical(scope)
             rewriter = self._rewriters[scope] = Rewriter(
                 self.index.resolve(scope, self.defaults), self.catalog
             )

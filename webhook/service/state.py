@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import orjson
 from pydantic import ValidationError
 
 from webhook.core.availability import Availability, unavailable_from_status
+from webhook.core.classifier import NamespaceLabels
 from webhook.core.loader import parse_defaults_configmap, parse_registry
-from webhook.core.models import LABEL_PREFIX, DefaultsConfig, format_validation_error, load_defaults
+from webhook.core.models import DefaultsConfig, format_validation_error, load_defaults
 from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.service import metrics
@@ -54,7 +54,7 @@ class ConfigState:
         self.rebuild_delay = rebuild_delay
         self._entries: dict[str, RegistryEntry] = {}
         self.objects: dict[str, RegistryObject] = {}
-        self._namespaces: dict[str, dict[str, str]] = {}
+        self._namespaces: dict[str, NamespaceLabels] = {}
         self._defaults: DefaultsConfig = load_defaults()
         self.defaults_problems: tuple[str, ...] = ()
         self.snapshot: Snapshot | None = None
@@ -117,14 +117,8 @@ class ConfigState:
         self.objects.pop(name, None)
         self._config_changed()
 
-    def upsert_namespace(self, name: str, labels: Mapping[str, str] | None) -> None:
-        # Only our labels (scope and opt-out) decide anything; their values repeat across
-        # namespaces (an account's name in each of its namespaces), so they are interned.
-        new_labels = {
-            key: sys.intern(value)
-            for key, value in (labels or {}).items()
-            if key.startswith(LABEL_PREFIX) and isinstance(value, str)
-        }
+    def upsert_namespace(self, name: str, labels: Mapping[str, Any] | None) -> None:
+        new_labels = NamespaceLabels(labels)
         if self._namespaces.get(name) == new_labels:
             return
         self._namespaces[name] = new_labels

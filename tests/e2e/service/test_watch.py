@@ -132,3 +132,24 @@ async def test_an_object_the_state_cannot_take_is_skipped_and_the_watch_goes_on(
         await until(lambda: good in seen.bodies, "the registry after the one that failed")
         assert bad not in seen.bodies
         assert watcher.last_error is None
+
+
+async def test_a_listing_of_many_pages_delivers_every_object_once(
+    session: ApiSession, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages of 2, the next one requested while the current one is delivered.
+    monkeypatch.setattr("webhook.service.kube.watch.LIST_PAGE_SIZE", 2)
+    spec = {"registry": {"server": "mirror.example.com"}}
+    names = [cluster.registry(f"paged-{i}", spec)["metadata"]["name"] for i in range(7)]
+    delivered: list[str] = []
+
+    def upsert(body: Any) -> None:
+        delivered.append(body["metadata"]["name"])
+
+    watcher = Watcher(session, REGISTRIES, upsert, lambda name: None)
+    await watcher.relist()
+    assert watcher.synced.is_set()
+    mine = [name for name in delivered if name in names]
+    assert sorted(mine) == sorted(names)  # each once
+    assert len(delivered) == len(set(delivered))
+    assert watcher.resource_version
