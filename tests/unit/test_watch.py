@@ -22,12 +22,23 @@ class Recorder:
     def delete(self, name: str) -> None:
         self.calls.append(("delete", name))
 
+    def names(self) -> list[str]:
+        """What the receiver holds: upserted and not deleted since."""
+        held: dict[str, None] = {}
+        for call, name in self.calls:
+            if call == "upsert":
+                held[name] = None
+            else:
+                held.pop(name, None)
+        return list(held)
+
 
 @pytest.fixture
 def watched() -> tuple[Watcher, Recorder]:
     configuration = client.Configuration(host="https://127.0.0.1:1")
     recorder = Recorder()
-    return Watcher(ApiSession(configuration), NAMESPACES, recorder.upsert, recorder.delete), recorder
+    watcher = Watcher(ApiSession(configuration), NAMESPACES, recorder.upsert, recorder.delete, recorder.names)
+    return watcher, recorder
 
 
 def event(kind: str, name: str | None = "team-a", version: str = "7", **extra: Any) -> dict[str, Any]:
@@ -129,7 +140,7 @@ async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_agai
     port = runner.addresses[0][1]
     recorder = Recorder()
     session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
-    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, idle_timeout=0.3)
+    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names, idle_timeout=0.3)
     task = asyncio.create_task(watcher.run())
     try:
         for _ in range(100):

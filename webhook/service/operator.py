@@ -97,10 +97,20 @@ class Runtime:
         idle = options.watch_idle_timeout
         self.watchers = (
             Watcher(
-                self.watch_session, REGISTRIES, self.state.upsert_registry, self.state.delete_registry, idle
+                self.watch_session,
+                REGISTRIES,
+                self.state.upsert_registry,
+                self.state.delete_registry,
+                self.state.objects.keys,
+                idle,
             ),
             Watcher(
-                self.watch_session, NAMESPACES, self._upsert_namespace, self.state.delete_namespace, idle
+                self.watch_session,
+                NAMESPACES,
+                self._upsert_namespace,
+                self.state.delete_namespace,
+                self.state.namespaces.keys,
+                idle,
             ),
         )
         self.tasks: list[asyncio.Task[None]] = []

@@ -63,7 +63,7 @@ async def test_namespaces_arrive_as_metadata_only_with_their_labels(
 ) -> None:
     seen = Seen()
     before = cluster.namespace("org-a")
-    async with running(Watcher(session, NAMESPACES, seen.upsert, seen.delete)) as watcher:
+    async with running(Watcher(session, NAMESPACES, seen.upsert, seen.delete, seen.bodies.keys)) as watcher:
         await asyncio.wait_for(watcher.synced.wait(), 10)
         assert before in seen.bodies  # from the listing
         assert seen.bodies[before]["kind"] == "PartialObjectMetadata"
@@ -84,7 +84,7 @@ async def test_registries_are_listed_watched_resumed_and_relisted(
     seen = Seen()
     spec = {"registry": {"server": "mirror.example.com"}}
     first = cluster.registry("first", spec)["metadata"]["name"]
-    watcher = Watcher(session, REGISTRIES, seen.upsert, seen.delete)
+    watcher = Watcher(session, REGISTRIES, seen.upsert, seen.delete, seen.bodies.keys)
     async with running(watcher):
         await asyncio.wait_for(watcher.synced.wait(), 10)
         assert seen.bodies[first]["spec"]["registry"]["server"] == "mirror.example.com"
@@ -106,7 +106,7 @@ async def test_registries_are_listed_watched_resumed_and_relisted(
 
 async def test_a_failing_listing_is_reported_in_one_line_and_retried(session: ApiSession) -> None:
     missing = replace(REGISTRIES, path="/apis/chaosregistry.io/v1alpha1/nosuchresources")
-    watcher = Watcher(session, missing, lambda body: None, lambda name: None)
+    watcher = Watcher(session, missing, lambda body: None, lambda name: None, tuple)
     async with running(watcher):
         await until(lambda: watcher.last_error is not None, "the error")
         assert watcher.last_error == "HTTP 404: 404 page not found"
@@ -125,7 +125,7 @@ async def test_an_object_the_state_cannot_take_is_skipped_and_the_watch_goes_on(
             raise ValueError("cannot take this one")
         seen.upsert(body)
 
-    watcher = Watcher(session, REGISTRIES, upsert, seen.delete)
+    watcher = Watcher(session, REGISTRIES, upsert, seen.delete, seen.bodies.keys)
     async with running(watcher):
         await asyncio.wait_for(watcher.synced.wait(), 10)
         good = cluster.registry("good", spec)["metadata"]["name"]
@@ -146,7 +146,7 @@ async def test_a_listing_of_many_pages_delivers_every_object_once(
     def upsert(body: Any) -> None:
         delivered.append(body["metadata"]["name"])
 
-    watcher = Watcher(session, REGISTRIES, upsert, lambda name: None)
+    watcher = Watcher(session, REGISTRIES, upsert, lambda name: None, lambda: delivered)
     await watcher.relist()
     assert watcher.synced.is_set()
     mine = [name for name in delivered if name in names]

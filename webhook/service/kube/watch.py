@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -89,6 +89,7 @@ class Watcher:
         resource: Resource,
         upsert: Callable[[Body], None],
         delete: Callable[[str], None],
+        known: Callable[[], Iterable[str]],
         idle_timeout: float = WATCH_IDLE_SECONDS,
     ) -> None:
         self.api = api
@@ -96,13 +97,15 @@ class Watcher:
         self.resource = resource
         self.upsert = upsert
         self.delete = delete
+        # The names the receiver holds: a new listing deletes those it lacks. Asked of the receiver
+        # rather than kept here too (a second set of 100,000 names is 4 MiB).
+        self.known = known
         self.synced = asyncio.Event()
         self.last_error: str | None = None
         # The last stall and the listing that ended it, for /readyz; stalls counts them all.
         self.last_recovery: str | None = None
         self.stalls = 0
         self._stalled_at: str | None = None
-        self._names: set[str] = set()
         # Where a resumed watch starts; None: list first.
         self.resource_version: str | None = None
 
@@ -217,9 +220,9 @@ class Watcher:
         logger.info(
             "listed %d %s in %.1f s (%d pages)", len(seen), resource.kind, time.monotonic() - began, pages
         )
-        for name in self._names - seen:
+        for name in [name for name in self.known() if name not in seen]:
             self._remove(name)
-        self._names = seen
+        del seen
         self.resource_version = version
         self.last_error = None
         if self._stalled_at is not None:
@@ -283,10 +286,8 @@ class Watcher:
             raise WatchError(status_text(body))
         name = _name_of(body) if kind != "BOOKMARK" else None
         if name is not None and kind == "DELETED":
-            self._names.discard(name)
             self._remove(name)
         elif name is not None and kind in ("ADDED", "MODIFIED"):
-            self._names.add(name)
             self._deliver(body, name)
         metadata = body.get("metadata")
         version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
