@@ -31,6 +31,7 @@ __all__ = [
     "create_namespace",
     "install_registry",
     "node_webhook",
+    "registry_manifest",
     "wait_until",
     "wait_until_admitting",
 ]
@@ -73,16 +74,33 @@ def install_registry(cluster: NodeCluster, *, account: str, user: str) -> None:
     )
     cluster.kubectl("create", "namespace", WEBHOOK_NAMESPACE)
     apply(cluster, cluster.registry.pull_secret(PULL_SECRET, WEBHOOK_NAMESPACE, user=user))
-    apply(cluster, {
-        "apiVersion": "chaosregistry.io/v1alpha1", "kind": "ChaosImageRegistry",
-        "metadata": {"name": account},
-        "spec": {
-            "scope": {"account": account},
-            "registry": {"server": cluster.registry.host, "account": cluster.account, "type": "Private",
-                         "secretName": PULL_SECRET, "secretNamespace": WEBHOOK_NAMESPACE},
-            "allowOverrides": True,
-        },
-    })  # fmt: skip
+    apply(cluster, registry_manifest(cluster, account=account, allow_overrides=True))
+
+
+def registry_manifest(
+    cluster: NodeCluster,
+    *,
+    account: str,
+    secret_namespace: str = WEBHOOK_NAMESPACE,
+    secret_name: str = PULL_SECRET,
+    allow_overrides: bool = False,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Private ChaosImageRegistry of `account` at the node's registry, naming a pull Secret."""
+    metadata: dict[str, Any] = {"name": account, **({"labels": dict(labels)} if labels else {})}
+    spec: dict[str, Any] = {
+        "scope": {"account": account},
+        "registry": {"server": cluster.registry.host, "account": cluster.account, "type": "Private",
+                     "secretName": secret_name, "secretNamespace": secret_namespace},
+    }  # fmt: skip
+    if allow_overrides:
+        spec["allowOverrides"] = True
+    return {
+        "apiVersion": "chaosregistry.io/v1alpha1",
+        "kind": "ChaosImageRegistry",
+        "metadata": metadata,
+        "spec": spec,
+    }
 
 
 @contextlib.contextmanager
