@@ -151,7 +151,15 @@ class PodWatch:
     async def wait_fewer_than(self, limit: int, timeout: float = RUNNING_TIMEOUT) -> None:
         """Until fewer than `limit` tracked pods exist (deleted ones are gone once the watch says so)."""
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: self.existing() < limit), timeout)
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._error is not None or self.existing() < limit),
+                    timeout,
+                )
+            except TimeoutError:
+                raise BenchError(f"{self.existing()} bench pods still exist after {timeout:.0f}s") from None
+        if self._error is not None:
+            raise BenchError(f"the pod watch failed: {self._error}")
 
     async def _run(self, resource_version: str) -> None:
         try:
@@ -163,6 +171,8 @@ class PodWatch:
             self._error = error
             for tracked in self._pods.values():
                 tracked.running.set()
+            async with self._changed:
+                self._changed.notify_all()
             raise
 
     async def _watch(self, resource_version: str) -> str:
@@ -528,19 +538,39 @@ def say(text: str) -> None:
     print(f"bench-node: {text}", flush=True)
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pods", type=int, default=200, help="measured pods a side (default 200)")
-    parser.add_argument("--warmup", type=int, default=5, help="unmeasured pairs first (default 5)")
-    parser.add_argument("--max-pods", type=int, default=4, help="bench pods on the node at once (default 4)")
+    parser.add_argument("--pods", type=_at_least_one, default=200, help="measured pods a side (default 200)")
+    parser.add_argument("--warmup", type=_at_least_one, default=5, help="unmeasured pairs first (default 5)")
+    parser.add_argument(
+        "--max-pods", type=_at_least_one, default=4, help="bench pods on the node at once (default 4)"
+    )
     parser.add_argument("--out", type=Path, default=BENCH, help="where node-results.json and RESULTS.md go")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # Before minutes of measuring: the results must have somewhere to go.
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as error:
+        print(f"bench-node: --out {args.out}: cannot write there ({error.strerror})", file=sys.stderr)
+        return 2
     try:
         with (
             tempfile.TemporaryDirectory(prefix="bench-node-") as scratch,
