@@ -124,7 +124,7 @@ bench: $(STAMP) controlplane
 
 # Pod start-up through the apiserver on the real node (bench/RESULTS.md, "Pod start-up on the real
 # node"): 200 HCE fault pods with the webhook and 200 without, alternately; writes bench/node-results.json
-# and its own part of bench/RESULTS.md. Root, like make node-test; about 15 minutes.
+# and its own part of bench/RESULTS.md. Root, like make node-test; about 8 minutes.
 bench-node: $(STAMP) controlplane node-binaries
 	$(PY) -m bench.node_startup
 
