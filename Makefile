@@ -12,7 +12,7 @@ MANIFESTS := manifests/chaos-registry-webhook.yaml
 # `helm test` objects: `kubectl apply` would make them ordinary, permanent objects.
 RENDER_MANIFESTS = $(CONTROLPLANE_BIN)/helm template chaos-registry-webhook $(CHART) --namespace chaos-system --include-crds --skip-tests
 
-.PHONY: help venv test unit e2e node-test node-deps node-binaries lint controlplane cluster-up cluster-down bench manifests check-manifests demo image image-local lock reliability clean
+.PHONY: help venv test unit e2e node-test node-deps node-binaries lint controlplane cluster-up cluster-down bench bench-node manifests check-manifests demo image image-local lock reliability clean
 
 help:
 	@echo "make demo         local control plane + webhook + examples: before/after image table"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint         ruff, mypy, import layers (lint-imports), hadolint, helm lint, vulnerability audit"
 	@echo "make lock         rewrite requirements.lock and build-requirements.lock from pyproject.toml"
 	@echo "make bench        benchmarks: writes bench/results.json and bench/RESULTS.md"
+	@echo "make bench-node   pod create to Running on the real node, with and without the webhook (root)"
 	@echo "make manifests    render the Helm chart into manifests/ (make check-manifests: fail if stale)"
 	@echo "make image        docker build -t $(IMAGE) . (needs a container engine)"
 	@echo "make image-local  the same image without a container engine (buildah, as root): an OCI archive"
@@ -120,6 +121,12 @@ reliability: $(STAMP) controlplane node-binaries
 # 100, short cells, no wait, results in .cache/bench/quick (bench/ untouched).
 bench: $(STAMP) controlplane
 	$(PY) -m bench.service_bench $(if $(BENCH_QUICK),--quick --no-wait --out .cache/bench/quick)
+
+# Pod start-up through the apiserver on the real node (bench/RESULTS.md, "Pod start-up on the real
+# node"): 200 HCE fault pods with the webhook and 200 without, alternately; writes bench/node-results.json
+# and its own part of bench/RESULTS.md. Root, like make node-test; about 8 minutes.
+bench-node: $(STAMP) controlplane node-binaries
+	$(PY) -m bench.node_startup
 
 # NODE=1: with one real node (kubelet, containerd, scheduler, controller manager) and a local registry.
 cluster-up: $(STAMP) controlplane $(if $(NODE),node-binaries)

@@ -17,9 +17,6 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
-import json
-import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,15 +24,14 @@ from typing import Any
 import pytest
 
 from controlplane.images import TestImages, build_test_images
-from controlplane.node import NodeCluster, install_node_dependencies
+from controlplane.node import NodeCluster, NodeError, install_node_dependencies
+from controlplane.node_webhook import PULL_SECRET, WEBHOOK_NAMESPACE, apply, create_namespace, wait_until
+from controlplane.node_webhook import node_webhook as node_webhook_process
 from controlplane.registry import Registry
 from controlplane.webhook import WebhookProcess
 
 _NODE_DIR = Path(__file__).resolve().parent
-REPO = _NODE_DIR.parent.parent
-CRD_FILE = REPO / "charts/chaos-registry-webhook/crds/chaosimageregistries.chaosregistry.io.yaml"
-WEBHOOK_NAMESPACE = "chaos-system"
-PULL_SECRET = "chaos-pull"
+__all__ = ["ACCOUNT", "PULLER", "PULL_SECRET", "WEBHOOK_NAMESPACE", "apply", "wait_for"]
 ACCOUNT = "node"
 PULLER, PULLER_PASSWORD = "puller", "pull-s3cret"
 
@@ -82,82 +78,25 @@ def node_cluster(request: pytest.FixtureRequest, node_dependencies: None) -> Ite
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout}s waiting for {what or check}; last value {last!r}")
-
-
-def apply(cluster: NodeCluster, manifest: dict[str, Any] | list[dict[str, Any]]) -> None:
-    items = manifest if isinstance(manifest, list) else [manifest]
-    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(item) for item in items))
+    try:
+        return wait_until(check, timeout, what)
+    except NodeError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")
 def node_webhook(
     node_cluster: NodeCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebhookProcess]:
-    cluster = node_cluster
-    cluster.kubectl("apply", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", "crd/chaosimageregistries.chaosregistry.io"
-    )
-    cluster.kubectl("create", "namespace", WEBHOOK_NAMESPACE)
-    apply(cluster, cluster.registry.pull_secret(PULL_SECRET, WEBHOOK_NAMESPACE, user=PULLER))
-    apply(cluster, {
-        "apiVersion": "chaosregistry.io/v1alpha1", "kind": "ChaosImageRegistry",
-        "metadata": {"name": ACCOUNT},
-        "spec": {
-            "scope": {"account": ACCOUNT},
-            "registry": {"server": cluster.registry.host, "account": cluster.account, "type": "Private",
-                         "secretName": PULL_SECRET, "secretNamespace": WEBHOOK_NAMESPACE},
-            "allowOverrides": True,
-        },
-    })  # fmt: skip
     log = tmp_path_factory.mktemp("node-webhook") / "serve.log"
-    with WebhookProcess(cluster.kubeconfig, log, extra_args=["--resync-interval", "2"]) as process:
-        _wait_until_admitting(cluster)
+    with node_webhook_process(
+        node_cluster, log, account=ACCOUNT, user=PULLER, extra_args=["--resync-interval", "2"]
+    ) as process:
         yield process
 
 
-def _wait_until_admitting(cluster: NodeCluster) -> None:
-    """The apiserver loads new webhook configurations asynchronously: dry-run until ours rewrites."""
-    name = f"probe-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, f"chaosregistry.io/account={ACCOUNT}")
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "probe", "namespace": name, "labels": {"chaosUID": "p"}},
-        "spec": {"containers": [{"name": "c", "image": "litmuschaos/go-runner:3.11.0"}]},
-    }
-
-    def rewritten() -> bool:
-        result = cluster.kubectl(
-            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod), check=False
-        )
-        return result.returncode == 0 and cluster.registry.host in result.stdout
-
-    try:
-        wait_for(rewritten, timeout=30, what="the apiserver to call the webhook")
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false")
-
-
 def _namespace(cluster: NodeCluster, prefix: str, labels: dict[str, str]) -> Iterator[str]:
-    name = f"{prefix}-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
-    if labels:
-        cluster.kubectl("label", "namespace", name, *[f"{k}={v}" for k, v in labels.items()])
-    # ServiceAccount admission rejects pods until the controller manager made `default`.
-    wait_for(
-        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-        what=f"the default ServiceAccount of {name}",
-    )
+    name = create_namespace(cluster, prefix, labels)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -39,6 +39,7 @@ import pytest
 import yaml
 
 from controlplane.node import NodeCluster, pod_summary
+from controlplane.node_webhook import registry_manifest
 from controlplane.webhook_image import BuiltImage, build_webhook_image
 from tests.node.conftest import PULLER, apply, wait_for
 
@@ -200,15 +201,10 @@ def installed(request: pytest.FixtureRequest, node_cluster: NodeCluster) -> Iter
         install_to_ready = round(time.monotonic() - began, 1)
         cluster.kubectl("create", "namespace", chaos_namespace)
         cluster.kubectl("label", "namespace", chaos_namespace, f"chaosregistry.io/account={ACCOUNT}")
-        apply(cluster, {
-            "apiVersion": "chaosregistry.io/v1alpha1", "kind": "ChaosImageRegistry",
-            "metadata": {"name": ACCOUNT},
-            "spec": {
-                "scope": {"account": ACCOUNT},
-                "registry": {"server": cluster.registry.host, "account": cluster.account, "type": "Private",
-                             "secretName": PULL_SECRET, "secretNamespace": NAMESPACE},
-            },
-        })  # fmt: skip
+        apply(
+            cluster,
+            registry_manifest(cluster, account=ACCOUNT, secret_namespace=NAMESPACE, secret_name=PULL_SECRET),
+        )
         wait_for(
             lambda: (
                 cluster.kubectl("get", "sa", "default", "-n", chaos_namespace, check=False).returncode == 0

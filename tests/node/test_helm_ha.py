@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 
 from controlplane.node import NodeCluster
+from controlplane.node_webhook import registry_manifest
 from controlplane.webhook_image import build_webhook_image
 from tests.node.conftest import PULLER, apply, wait_for
 from tests.node.test_helm_chart import container_process, get_json, helm
@@ -276,15 +277,10 @@ def release(request: pytest.FixtureRequest, node_cluster: NodeCluster) -> Iterat
 
 
 def registry_object(cluster: NodeCluster, account: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "chaosregistry.io/v1alpha1", "kind": "ChaosImageRegistry",
-        "metadata": {"name": account, "labels": {"chaosregistry.io/ha-test": "true"}},
-        "spec": {
-            "scope": {"account": account},
-            "registry": {"server": cluster.registry.host, "account": cluster.account, "type": "Private",
-                         "secretName": PULL_SECRET, "secretNamespace": NAMESPACE},
-        },
-    }  # fmt: skip
+    return registry_manifest(
+        cluster, account=account, secret_namespace=NAMESPACE, secret_name=PULL_SECRET,
+        labels={"chaosregistry.io/ha-test": "true"},
+    )  # fmt: skip
 
 
 def dry_run_image(release: Release) -> str:
