@@ -25,8 +25,6 @@ _CACHE_LIMIT = 4096
 # texts come from pods).
 _SHARED_IMAGES: dict[str, str] = {}
 _HELPER_KEYS: dict[str, str] = {}
-# Shared by every scope without custom images: an empty frozenset is 200 bytes, per scope.
-_NO_TARGETS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +70,7 @@ class Rewriter:
     """Target images under one effective registry, cached per (image, helper context)."""
 
     # One per scope in use (100,000 scopes: 100,000 of them): no per-instance __dict__.
-    __slots__ = ("_cache", "_catalog", "_custom_targets", "effective", "scope_annotation")
+    __slots__ = ("_cache", "_catalog", "effective", "scope_annotation")
 
     def __init__(self, effective: Effective, catalog: Mapping[str, CatalogEntry]) -> None:
         self.effective = effective
@@ -83,12 +81,6 @@ class Rewriter:
         self._cache: dict[str, Target] = {}
         # The same for every pod of the scope: serialised once, not per admission.
         self.scope_annotation = scope_annotation(effective)
-        # Custom images are used verbatim, so each one is already a target, whatever its repository.
-        self._custom_targets = (
-            frozenset(effective.custom_images.values())
-            if effective.custom_enabled and effective.custom_images
-            else _NO_TARGETS
-        )
 
     def target_image(self, image: str, helper: bool) -> Target:
         cache = self._cache
@@ -108,12 +100,12 @@ class Rewriter:
         component = None
         if entry is not None:
             component = entry.helper_component if helper and entry.helper_component else entry.component
-        if image in self._custom_targets:
+        effective = self.effective
+        if effective.custom_enabled and image in effective.custom_images.values():
             # Else a second pass with no record of the original (an ephemeral container, a duplicate env
             # name) would move it again: to <server>/<account>/<repository>, or to the custom image of
             # the component its repository names (a custom ddcr image in a go-runner repository).
             return Target(None, component, None)
-        effective = self.effective
         warning = None
         new_image = None
         if effective.custom_enabled and component is not None:

@@ -244,7 +244,7 @@ class RegistryIndex:
             secret_name=values["secret_name"],
             secret_namespace=values["secret_namespace"],
             custom_enabled=custom_enabled,
-            custom_images=_images(images),
+            custom_images=_shared_images(images, applied),
             layers=tuple(applied),
             default_components=tuple(defaults.custom_images.images),
             blocked=tuple(blocked),
@@ -271,6 +271,18 @@ def _provenance(layers: Iterable[RegistryEntry], default_components: Iterable[st
 
 def _interned(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
+
+
+def _shared_images(images: dict[str, str], layers: Iterable[RegistryEntry]) -> Mapping[str, str]:
+    """`images`, as the mapping of the one layer that gave all of them when there is one (the
+    usual case): an Effective is memoised per scope in use, so it should not hold its own copy of
+    what a resource already holds."""
+    if not images:
+        return NO_IMAGES
+    for entry in layers:
+        if entry.custom_images == images:
+            return entry.custom_images
+    return _images(images)
 
 
 def _images(images: Mapping[str, str]) -> Mapping[str, str]:
