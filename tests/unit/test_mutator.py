@@ -739,7 +739,14 @@ def test_rewriter_caches_targets(examples_config: LoadedConfig) -> None:
 
     rewriter = examples_config.compile().rewriter(Scope.parse("acme"))
     first = rewriter.target_image("harness/chaos-ddcr:1", False)
-    assert rewriter.target_image("harness/chaos-ddcr:1", False) is first
+    again = rewriter.target_image("harness/chaos-ddcr:1", False)
+    assert again == first and again.image is first.image  # computed once, kept
+    # Cached apart in a helper pod, where a component may differ.
+    fault = rewriter.target_image("harness/chaos-ddcr-faults:1", False)
+    lib = rewriter.target_image("harness/chaos-ddcr-faults:1", True)
+    assert (fault.component, lib.component) == ("ddcrFault", "ddcrLib")
+    assert rewriter.target_image("harness/chaos-ddcr-faults:1", True) == lib
+    assert rewriter.target_image("harness/chaos-ddcr-faults:1", False) == fault
     assert first.image == "registry.acme.corp:5000/mirror/harness/chaos-ddcr:1"
     assert rewriter.settled("harness/chaos-ddcr:1", first.image, False)
     assert not rewriter.settled("harness/chaos-ddcr:1", "harness/chaos-ddcr:1", False)

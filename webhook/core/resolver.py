@@ -18,6 +18,8 @@ DEFAULTS_SOURCE = "defaults"
 # Shared by every entry and scope without custom images (most of them): one per scope adds up.
 NO_IMAGES: Mapping[str, str] = MappingProxyType({})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIMES: dict[datetime, datetime] = {}
+_TIMES_LIMIT = 4096
 
 # Provenance keys, in the order `explain` prints them.
 REGISTRY_FIELDS = (
@@ -54,7 +56,7 @@ class RegistryEntry:
         return cls(
             name=resource.name,
             scope=spec.scope.to_scope(),
-            created=created,
+            created=_shared_time(created),
             allow_overrides=spec.allow_overrides,
             server=spec.registry.server,
             # Values that recur across resources are interned: one string each, not one a resource.
@@ -145,17 +147,23 @@ class RegistryIndex:
         grouped: dict[Scope, list[RegistryEntry]] = {}
         for entry in entries:
             grouped.setdefault(entry.scope, []).append(entry)
-        self._by_scope: dict[Scope, tuple[RegistryEntry, ...]] = {
-            scope: tuple(sorted(group, key=lambda e: (e.created, e.name))) for scope, group in grouped.items()
-        }
-        self._winners: dict[Scope, RegistryEntry] = {s: group[0] for s, group in self._by_scope.items()}
+        # The oldest resource of a scope wins (ties broken by name); the others, rare, are kept
+        # apart so that a scope with one resource costs one dict slot (100,000 scopes in use).
+        self._winners: dict[Scope, RegistryEntry] = {}
+        self._losers: dict[Scope, tuple[RegistryEntry, ...]] = {}
+        for scope, group in grouped.items():
+            if len(group) > 1:
+                group.sort(key=lambda e: (e.created, e.name))
+                self._losers[scope] = tuple(group[1:])
+            self._winners[group[0].scope] = group[0]
 
     def __len__(self) -> int:
-        return sum(len(group) for group in self._by_scope.values())
+        return len(self._winners) + sum(len(group) for group in self._losers.values())
 
     def entries(self) -> Iterable[RegistryEntry]:
-        for group in self._by_scope.values():
-            yield from group
+        for scope, winner in self._winners.items():
+            yield winner
+            yield from self._losers.get(scope, ())
 
     def winner(self, scope: Scope) -> RegistryEntry | None:
         return self._winners.get(scope)
@@ -267,6 +275,17 @@ def _provenance(layers: Iterable[RegistryEntry], default_components: Iterable[st
         for component in entry.custom_images:
             provenance[f"customImages.images.{component}"] = source
     return provenance
+
+
+def _shared_time(created: datetime) -> datetime:
+    """One object per creation second: resources created in bulk share it (bounded like the
+    caches of the mutator, as the values come from the cluster)."""
+    shared = _TIMES.get(created)
+    if shared is None:
+        if len(_TIMES) >= _TIMES_LIMIT:
+            _TIMES.clear()
+        shared = _TIMES[created] = created
+    return shared
 
 
 def _interned(value: str | None) -> str | None:

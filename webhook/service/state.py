@@ -95,7 +95,7 @@ class ConfigState:
             self._schedule()
         previous = self.objects.get(name)
         self.objects[name] = RegistryObject(
-            name=name,
+            name=name if entry is None else entry.name,  # one string for both
             generation=int(metadata.get("generation") or 0),
             status_data=_compressed_json(body.get("status") or {}),
             problems=problems,
