@@ -54,6 +54,7 @@ def scope_from_labels(labels: Mapping[str, str], default_account: str) -> ScopeB
 # The only namespace labels that decide anything: its scope and its opt-out.
 _KEPT_LABELS = (*SCOPE_LABELS, INJECT_LABEL)
 _KEPT_INDEX = {label: index for index, label in enumerate(_KEPT_LABELS)}
+_INJECT_INDEX = _KEPT_INDEX[INJECT_LABEL]
 
 
 class NamespaceLabels(Mapping[str, str]):
@@ -64,11 +65,13 @@ class NamespaceLabels(Mapping[str, str]):
     Values are interned: an account's or project's name recurs in all its namespaces.
     """
 
-    __slots__ = ("_values",)
+    __slots__ = ("key",)
 
     def __init__(self, labels: Mapping[str, Any] | None = None) -> None:
         get = labels.get if labels else (lambda _label: None)
-        self._values: tuple[str | None, ...] = tuple(
+        # The values of the kept labels in a fixed order (None: absent): namespaces of one scope
+        # have equal keys, and admission reads it directly rather than through get().
+        self.key: tuple[str | None, ...] = tuple(
             sys.intern(value) if type(value) is str else None for value in map(get, _KEPT_LABELS)
         )
 
@@ -76,7 +79,7 @@ class NamespaceLabels(Mapping[str, str]):
         index = _KEPT_INDEX.get(key)
         if index is None:
             return default
-        value = self._values[index]
+        value = self.key[index]
         return default if value is None else value
 
     def __getitem__(self, key: str) -> str:
@@ -86,14 +89,14 @@ class NamespaceLabels(Mapping[str, str]):
         return value  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[str]:
-        return (label for label, value in zip(_KEPT_LABELS, self._values, strict=True) if value is not None)
+        return (label for label, value in zip(_KEPT_LABELS, self.key, strict=True) if value is not None)
 
     def __len__(self) -> int:
-        return sum(value is not None for value in self._values)
+        return sum(value is not None for value in self.key)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, NamespaceLabels):
-            return self._values == other._values
+            return self.key == other.key
         return super().__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]
@@ -103,6 +106,8 @@ class NamespaceLabels(Mapping[str, str]):
 
 
 def opted_out(labels: Mapping[str, str] | None) -> bool:
+    if isinstance(labels, NamespaceLabels):
+        return labels.key[_INJECT_INDEX] == "false"
     return bool(labels) and labels.get(INJECT_LABEL) == "false"  # type: ignore[union-attr]
 
 

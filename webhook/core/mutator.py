@@ -78,7 +78,7 @@ class Rewriter:
         # One table for both contexts (a helper pod's image under its own key), keyed by shared
         # strings: every scope caches the same few catalog images, so they share one string
         # instead of keeping each request's copy, and a second table per scope would cost 0.2 KiB.
-        self._cache: dict[str, Target | str] = {}
+        self._cache: dict[str, Target] = {}
         # The same for every pod of the scope: serialised once, not per admission.
         self.scope_annotation = scope_annotation(effective)
 
@@ -89,28 +89,17 @@ class Rewriter:
         if cached is None:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
-            target = self._compute(image, helper)
-            # A plain move (a new image, no warning) is kept as the new image alone, its component
-            # found again when asked: 56 bytes less per image and scope in use.
-            plain = target.image if target.warning is None else None
-            cache[key if helper else _shared(image)] = plain or target
-            return target
-        if isinstance(cached, str):
-            return Target(cached, self._component(image, helper), None)
+            cached = cache[key if helper else _shared(image)] = self._compute(image, helper)
         return cached
-
-    def _component(self, image: str, helper: bool) -> str | None:
-        reference = parse_reference(image)
-        entry = self._catalog.get(reference.last_segment) if isinstance(reference, ImageReference) else None
-        if entry is None:
-            return None
-        return entry.helper_component if helper and entry.helper_component else entry.component
 
     def _compute(self, image: str, helper: bool) -> Target:
         reference = parse_reference(image)
         if not isinstance(reference, ImageReference):
             return Target(None, None, f"image {quote(image)} left unchanged: {reference.reason}")
-        component = self._component(image, helper)
+        entry = self._catalog.get(reference.last_segment)
+        component = None
+        if entry is not None:
+            component = entry.helper_component if helper and entry.helper_component else entry.component
         effective = self.effective
         if effective.custom_enabled and image in effective.custom_images.values():
             # Else a second pass with no record of the original (an ephemeral container, a duplicate env

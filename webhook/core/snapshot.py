@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from webhook.core.availability import unavailable_warning
-from webhook.core.classifier import PodClassifier, ScopeBinding, opted_out, scope_from_labels
+from webhook.core.classifier import NamespaceLabels, PodClassifier, ScopeBinding, opted_out, scope_from_labels
 from webhook.core.documents import quote
 from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope
 from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, mutate_pod
@@ -61,7 +61,10 @@ class CompiledConfig:
         return rewriter
 
     def _binding(self, labels: Mapping[str, str]) -> ScopeBinding:
-        key = tuple([labels.get(label) for label in SCOPE_LABELS])
+        if isinstance(labels, NamespaceLabels):
+            key = labels.key
+        else:
+            key = tuple([labels.get(label) for label in SCOPE_LABELS])
         binding = self._bindings.get(key)
         if binding is None:
             if len(self._bindings) >= _BINDING_CACHE_LIMIT:

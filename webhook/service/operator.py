@@ -31,6 +31,7 @@ from webhook.service.kube.errors import describe, status_of
 from webhook.service.kube.lease import LeaseElector
 from webhook.service.kube.session import ApiSession
 from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, WATCH_GRACE_SECONDS, Watcher
+from webhook.service.memory import release_freed_memory
 from webhook.service.options import ServeOptions
 from webhook.service.state import ConfigState
 from webhook.service.tls import webhook_configuration
@@ -211,6 +212,7 @@ class Runtime:
                 for source, name in secrets:
                     self.state.set_source_secret(source, name, True)
                 self.state.rebuild()
+                release_freed_memory()
                 await asyncio.to_thread(self.ensure_webhook_configuration, self.certificates.ca_bundle())
                 break
             except CertificateError:

@@ -28,18 +28,22 @@ from webhook.service import metrics
 
 logger = logging.getLogger("webhook.state")
 
+# The status of a resource no writer has written yet: one object for all of them.
+_NO_STATUS = zlib.compress(b"{}")
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryObject:
-    """What the writer needs of a watched ChaosImageRegistry besides its entry.
+    """A watched ChaosImageRegistry: its entry (None when invalid) and what the writer needs.
 
     The status is kept as compressed JSON (at 10,000 registries about 3 MiB; as decoded dicts
     38 MiB, as JSON text 12 MiB): only the writer reads it, off the event loop, in batches."""
 
     name: str
     generation: int
-    status_data: bytes = zlib.compress(b"{}")
+    status_data: bytes = _NO_STATUS
     problems: tuple[str, ...] = ()
+    entry: RegistryEntry | None = None
 
     @property
     def status(self) -> dict[str, Any]:
@@ -52,7 +56,6 @@ class ConfigState:
 
     def __init__(self, rebuild_delay: float = 0.05) -> None:
         self.rebuild_delay = rebuild_delay
-        self._entries: dict[str, RegistryEntry] = {}
         self.objects: dict[str, RegistryObject] = {}
         self._namespaces: dict[str, NamespaceLabels] = {}
         self._defaults: DefaultsConfig = load_defaults()
@@ -94,26 +97,23 @@ class ConfigState:
                 self._unavailable.pop(name, None)
             self._schedule()
         previous = self.objects.get(name)
+        status = body.get("status")
         self.objects[name] = RegistryObject(
             name=name if entry is None else entry.name,  # one string for both
             generation=int(metadata.get("generation") or 0),
-            status_data=_compressed_json(body.get("status") or {}),
+            status_data=_compressed_json(status) if status else _NO_STATUS,
             problems=problems,
+            entry=entry,
         )
-        if previous is not None and self._entries.get(name) == entry:
+        if previous is not None and previous.entry == entry:
             # A status or metadata change (the writer's own status patches, mostly): what
             # admission reads is the same, so no rebuild of the whole configuration.
             self._notify()
             return
-        if entry is None:
-            self._entries.pop(name, None)
-        else:
-            self._entries[name] = entry
         self._config_changed()
 
     def delete_registry(self, name: str) -> None:
         self._unavailable.pop(name, None)
-        self._entries.pop(name, None)
         self.objects.pop(name, None)
         self._config_changed()
 
@@ -184,7 +184,8 @@ class ConfigState:
             self._pending.cancel()
             self._pending = None
         if self._config is None or self._config_dirty:
-            self._config = CompiledConfig(self._defaults, self._entries.values())
+            entries = (o.entry for o in self.objects.values() if o.entry is not None)
+            self._config = CompiledConfig(self._defaults, entries)
             self._config_dirty = False
         unavailable = MappingProxyType(
             {image: reason for pairs in self._unavailable.values() for image, reason in pairs}
