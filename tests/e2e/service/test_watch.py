@@ -134,22 +134,31 @@ async def test_an_object_the_state_cannot_take_is_skipped_and_the_watch_goes_on(
         assert watcher.last_error is None
 
 
-async def test_a_listing_of_many_pages_delivers_every_object_once(
-    session: ApiSession, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "in pages"])
+async def test_a_listing_delivers_every_object_once_and_deletes_what_it_lacks(
+    session: ApiSession, cluster: Cluster, monkeypatch: pytest.MonkeyPatch, streamed: bool
 ) -> None:
-    # Pages of 2, the next one requested while the current one is delivered.
+    # Pages of 2 when paged, the next one requested while the current one is delivered.
     monkeypatch.setattr("webhook.service.kube.watch.LIST_PAGE_SIZE", 2)
     spec = {"registry": {"server": "mirror.example.com"}}
-    names = [cluster.registry(f"paged-{i}", spec)["metadata"]["name"] for i in range(7)]
+    names = [cluster.registry(f"listed-{i}", spec)["metadata"]["name"] for i in range(7)]
     delivered: list[str] = []
+    removed: list[str] = []
+    gone = f"{cluster.account}-gone"  # held by the receiver, no longer in the cluster
 
     def upsert(body: Any) -> None:
         delivered.append(body["metadata"]["name"])
 
-    watcher = Watcher(session, REGISTRIES, upsert, lambda name: None, lambda: delivered)
+    watcher = Watcher(session, REGISTRIES, upsert, removed.append, lambda: [*delivered, gone])
+    watcher.streams_lists = None if streamed else False
     await watcher.relist()
-    assert watcher.synced.is_set()
+    assert watcher.streams_lists is streamed  # the test apiserver (1.35) streams lists
+    assert watcher.synced.is_set() and watcher.resource_version
     mine = [name for name in delivered if name in names]
-    assert sorted(mine) == sorted(names)  # each once
-    assert len(delivered) == len(set(delivered))
-    assert watcher.resource_version
+    assert sorted(mine) == sorted(names)
+    assert len(delivered) == len(set(delivered))  # each once
+    assert removed == [gone]
+    # The watch resumes from the listing's resourceVersion: a later change arrives.
+    later = cluster.registry("listed-later", spec)["metadata"]["name"]
+    async with running(watcher):
+        await until(lambda: later in delivered, "the registry created after the listing")
