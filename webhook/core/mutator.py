@@ -18,6 +18,7 @@ from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION, SCOPE_ANNOTATION, Ca
 from webhook.core.reference import ImageReference, parse_reference
 from webhook.core.reference import join_image as _join_image
 from webhook.core.resolver import Effective
+from webhook.core.sharing import shared
 
 JsonPatch = list[dict[str, Any]]
 _CACHE_LIMIT = 4096
@@ -45,15 +46,6 @@ class Target:
     image: str | None
     component: str | None
     warning: str | None
-
-
-def _shared(image: str) -> str:
-    shared = _SHARED_IMAGES.get(image)
-    if shared is None:
-        if len(_SHARED_IMAGES) >= _CACHE_LIMIT:
-            _SHARED_IMAGES.clear()
-        shared = _SHARED_IMAGES[image] = image
-    return shared
 
 
 def _helper_key(image: str) -> str:
@@ -89,7 +81,9 @@ class Rewriter:
         if cached is None:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
-            cached = cache[key if helper else _shared(image)] = self._compute(image, helper)
+            if not helper:
+                key = shared(_SHARED_IMAGES, image, _CACHE_LIMIT)
+            cached = cache[key] = self._compute(image, helper)
         return cached
 
     def _compute(self, image: str, helper: bool) -> Target:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from webhook.core.models import ChaosImageRegistry, DefaultsConfig, Scope
+from webhook.core.sharing import shared
 
 DEFAULTS_SOURCE = "defaults"
 # Shared by every entry and scope without custom images (most of them): one per scope adds up.
@@ -56,7 +57,7 @@ class RegistryEntry:
         return cls(
             name=resource.name,
             scope=spec.scope.to_scope(),
-            created=_shared_time(created),
+            created=shared(_TIMES, created, _TIMES_LIMIT),  # resources created in bulk share one
             allow_overrides=spec.allow_overrides,
             server=spec.registry.server,
             # Values that recur across resources are interned: one string each, not one a resource.
@@ -275,17 +276,6 @@ def _provenance(layers: Iterable[RegistryEntry], default_components: Iterable[st
         for component in entry.custom_images:
             provenance[f"customImages.images.{component}"] = source
     return provenance
-
-
-def _shared_time(created: datetime) -> datetime:
-    """One object per creation second: resources created in bulk share it (bounded like the
-    caches of the mutator, as the values come from the cluster)."""
-    shared = _TIMES.get(created)
-    if shared is None:
-        if len(_TIMES) >= _TIMES_LIMIT:
-            _TIMES.clear()
-        shared = _TIMES[created] = created
-    return shared
 
 
 def _interned(value: str | None) -> str | None:
