@@ -190,7 +190,11 @@ def test_status_is_written_by_whoever_holds_the_lease(
             timeout=TIMEOUT,
             what="the standby to write status",
         )
-        assert f"updated status of ChaosImageRegistry {name}" in log_of(standby)
+        # The writer logs once its PATCH has returned: the status can be read a moment before.
+        wait_for(
+            lambda: f"updated status of ChaosImageRegistry {name}" in log_of(standby),
+            what="the standby's log line of that status",
+        )
     finally:
         # Later tests need the session replica, whatever happened here.
         if webhook.process is None or webhook.process.poll() is not None:
