@@ -235,53 +235,30 @@ class Watcher:
     async def _streamed_list(self, seen: set[str]) -> str:
         """Every object as an ADDED event, up to the bookmark that ends the initial events; its
         resourceVersion is returned. Raises ListStreamRefused when the server does not offer it."""
-        resource = self.resource
-        query = {
-            "watch": 1,
+        query: dict[str, str | int] = {
             "sendInitialEvents": "true",
             "resourceVersionMatch": "NotOlderThan",
-            "allowWatchBookmarks": "true",
             "timeoutSeconds": WATCH_SECONDS[1],
         }
-        url = f"{self.api.host}{resource.path}?{urlencode(query)}"
-        accept = METADATA_ONLY_WATCH if resource.metadata_only else "application/json"
-        timeout = aiohttp.ClientTimeout(
-            total=WATCH_SECONDS[1] + WATCH_GRACE_SECONDS,
-            sock_connect=CONNECT_SECONDS,
-            sock_read=self.idle_timeout,
-        )
-        async with self.api.get(url, accept, timeout) as response:
-            if response.status in (400, 422):  # an apiserver without the WatchList feature
-                raise ListStreamRefused(describe_response(response.status, await response.read()))
-            if response.status != 200:
-                raise WatchError(describe_response(response.status, await response.read()))
-            async for line in _lines(response.content):
-                event = orjson.loads(line)
-                kind = event.get("type") if isinstance(event, dict) else None
-                body = event.get("object") if isinstance(event, dict) else None
-                if not isinstance(body, dict):
-                    raise WatchError(f"malformed watch event of type {kind!r}")
-                if kind == "ERROR":
-                    raise WatchError(status_text(body))
-                if kind == "BOOKMARK":
-                    metadata = body.get("metadata")
-                    metadata = metadata if isinstance(metadata, dict) else {}
-                    annotations = metadata.get("annotations")
-                    version = metadata.get("resourceVersion")
-                    ended = isinstance(annotations, dict) and annotations.get(INITIAL_EVENTS_END) == "true"
-                    if ended and isinstance(version, str) and version:
-                        return version
-                    continue
-                name = _name_of(body)
-                if name is None:
-                    continue
-                if kind == "DELETED":
-                    seen.discard(name)
-                    self._remove(name)
-                else:
-                    seen.add(name)
-                    self._deliver(body, name)
-        raise WatchError(f"the stream of {resource.kind} ended before all of them were sent")
+        async for event in self._events(query, refused=(400, 422)):  # 4xx: no WatchList feature
+            kind, body = _parts(event)
+            if kind == "BOOKMARK":
+                metadata = body.get("metadata")
+                metadata = metadata if isinstance(metadata, dict) else {}
+                annotations = metadata.get("annotations")
+                version = metadata.get("resourceVersion")
+                ended = isinstance(annotations, dict) and annotations.get(INITIAL_EVENTS_END) == "true"
+                if ended and isinstance(version, str) and version:
+                    return version
+                continue
+            name = _name_of(body)
+            if name is not None and kind == "DELETED":
+                seen.discard(name)
+                self._remove(name)
+            elif name is not None and kind in ("ADDED", "MODIFIED"):
+                seen.add(name)
+                self._deliver(body, name)
+        raise WatchError(f"the stream of {self.resource.kind} ended before all of them were sent")
 
     async def _paged_list(self, seen: set[str]) -> tuple[str | None, int]:
         """Every object, in pages; the next page is requested before the current one is handed
@@ -333,12 +310,21 @@ class Watcher:
         return page
 
     async def _watch(self) -> None:
-        resource = self.resource
-        seconds = random.randint(*WATCH_SECONDS)
-        query: dict[str, str | int] = {"watch": 1, "allowWatchBookmarks": "true", "timeoutSeconds": seconds}
+        query: dict[str, str | int] = {"timeoutSeconds": random.randint(*WATCH_SECONDS)}
         if self.resource_version:
             query["resourceVersion"] = self.resource_version
-        url = f"{self.api.host}{resource.path}?{urlencode(query)}"
+        async for event in self._events(query):
+            self.apply_event(event)
+
+    async def _events(
+        self, query: Mapping[str, str | int], refused: tuple[int, ...] = ()
+    ) -> AsyncIterator[Any]:
+        """The decoded events of one watch request with bookmarks (`query` adds to it); a status
+        in `refused` raises ListStreamRefused, 410 Expired, any other but 200 WatchError."""
+        resource = self.resource
+        seconds = int(query["timeoutSeconds"])
+        full_query = {"watch": 1, "allowWatchBookmarks": "true", **query}
+        url = f"{self.api.host}{resource.path}?{urlencode(full_query)}"
         accept = METADATA_ONLY_WATCH if resource.metadata_only else "application/json"
         # The server ends the watch after `seconds`: a connection still open well after that is
         # dead (a node or a load balancer gone without a word), and must not hold the state still.
@@ -346,12 +332,14 @@ class Watcher:
             total=seconds + WATCH_GRACE_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=self.idle_timeout
         )
         async with self.api.get(url, accept, timeout) as response:
+            if response.status in refused:
+                raise ListStreamRefused(describe_response(response.status, await response.read()))
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
                 raise WatchError(describe_response(response.status, await response.read()))
             async for line in _lines(response.content):
-                self.apply_event(orjson.loads(line))
+                yield orjson.loads(line)
 
     def _remove(self, name: str) -> None:
         try:
@@ -361,14 +349,7 @@ class Watcher:
 
     def apply_event(self, event: Any) -> None:
         """One decoded watch event: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR (410: list again)."""
-        kind = event.get("type") if isinstance(event, dict) else None
-        body = event.get("object") if isinstance(event, dict) else None
-        if not isinstance(body, dict):
-            raise WatchError(f"malformed watch event of type {kind!r}")
-        if kind == "ERROR":
-            if body.get("code") == 410:
-                raise Expired()
-            raise WatchError(status_text(body))
+        kind, body = _parts(event)
         name = _name_of(body) if kind != "BOOKMARK" else None
         if name is not None and kind == "DELETED":
             self._remove(name)
@@ -378,6 +359,19 @@ class Watcher:
         version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
         if isinstance(version, str) and version:
             self.resource_version = version
+
+
+def _parts(event: Any) -> tuple[Any, dict[str, Any]]:
+    """The type and object of a decoded watch event; an ERROR event raises (410: Expired)."""
+    kind = event.get("type") if isinstance(event, dict) else None
+    body = event.get("object") if isinstance(event, dict) else None
+    if not isinstance(body, dict):
+        raise WatchError(f"malformed watch event of type {kind!r}")
+    if kind == "ERROR":
+        if body.get("code") == 410:
+            raise Expired()
+        raise WatchError(status_text(body))
+    return kind, body
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
