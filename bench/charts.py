@@ -61,6 +61,17 @@ def _versus(path: Path, rows: list[dict[str, Any]], ours_key: str, go_key: str, 
     _save(figure, path)
 
 
+def _finish_against_k(figure: Any, axes: Any, path: Path, ylabel: str, title: str) -> None:
+    axes.set_xscale("log")
+    axes.set_xlabel("K (registries and bound namespaces)")
+    axes.set_ylabel(ylabel)
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    axes.set_title(title, fontsize=10)
+    _save(figure, path)
+
+
 def _scale_p99(path: Path, rows: list[dict[str, Any]]) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.2))
     for i, concurrency in enumerate(sorted({r["concurrency"] for r in rows})):
@@ -71,14 +82,7 @@ def _scale_p99(path: Path, rows: list[dict[str, Any]]) -> None:
             marker=MARKERS[i % len(MARKERS)],
             label=f"c={concurrency}",
         )
-    axes.set_xscale("log")
-    axes.set_xlabel("K (registries and bound namespaces)")
-    axes.set_ylabel("p99 ms")
-    axes.set_ylim(bottom=0)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
-    axes.set_title("Admission p99 against K (request mix, one server core)", fontsize=10)
-    _save(figure, path)
+    _finish_against_k(figure, axes, path, "p99 ms", "Admission p99 against K (request mix, one server core)")
 
 
 def _scale_rss(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -87,14 +91,7 @@ def _scale_rss(path: Path, rows: list[dict[str, Any]]) -> None:
     axes.plot([k for k, _ in peaks], [m for _, m in peaks], marker="o", color=OURS, label="peak RSS (VmHWM)")
     for k, m in peaks:
         axes.annotate(f"{m:.0f}", (k, m), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    axes.set_xscale("log")
-    axes.set_xlabel("K (registries and bound namespaces)")
-    axes.set_ylabel("MiB")
-    axes.set_ylim(bottom=0)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
-    axes.set_title("Peak RSS of one serve process against K", fontsize=10)
-    _save(figure, path)
+    _finish_against_k(figure, axes, path, "MiB", "Peak RSS of one serve process against K")
 
 
 def draw(folder: Path, scale_rows: Iterable[dict[str, Any]], versus_rows: Iterable[dict[str, Any]]) -> None:
