@@ -65,6 +65,26 @@ async def test_statuses_given_as_mapping_views_are_kept_too() -> None:
     assert state.objects["acme"].status == {"conditions": [{"type": "Effective", "status": "True"}]}
 
 
+async def test_a_published_snapshot_keeps_its_namespaces_while_the_state_changes() -> None:
+    state = ConfigState()
+    state.upsert_namespace("team-a", {"chaosregistry.io/account": "acme"})
+    state.upsert_namespace("team-b", {"chaosregistry.io/account": "acme"})
+    first = state.rebuild()
+    # Nothing changed: the next snapshot reads the same namespaces (the writer compares by identity).
+    assert state.rebuild().namespaces is first.namespaces
+    state.upsert_namespace("team-a", {"chaosregistry.io/account": "other"})
+    state.delete_namespace("team-b")
+    state.upsert_namespace("team-c", {})
+    assert dict(first.namespaces) == {
+        "team-a": {"chaosregistry.io/account": "acme"},
+        "team-b": {"chaosregistry.io/account": "acme"},
+    }
+    second = state.rebuild()
+    assert second.namespaces is not first.namespaces
+    assert dict(second.namespaces) == {"team-a": {"chaosregistry.io/account": "other"}, "team-c": {}}
+    assert sorted(state.namespace_names()) == ["team-a", "team-c"]
+
+
 async def test_only_our_namespace_labels_are_kept() -> None:
     state = ConfigState()
     labels = {

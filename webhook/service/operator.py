@@ -111,7 +111,7 @@ class Runtime:
                 NAMESPACES,
                 self._upsert_namespace,
                 self.state.delete_namespace,
-                self.state.namespaces.keys,
+                self.state.namespace_names,
                 idle,
             ),
         )
