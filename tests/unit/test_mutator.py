@@ -750,3 +750,33 @@ def test_rewriter_caches_targets(examples_config: LoadedConfig) -> None:
     assert first.image == "registry.acme.corp:5000/mirror/harness/chaos-ddcr:1"
     assert rewriter.settled("harness/chaos-ddcr:1", first.image, False)
     assert not rewriter.settled("harness/chaos-ddcr:1", "harness/chaos-ddcr:1", False)
+    # The component of a rewrite's record, known apart from the cached target (which may be the new
+    # image alone), asked before and after the target.
+    assert rewriter.component("harness/chaos-ddcr-faults:2", True) == "ddcrLib"
+    assert rewriter.component("harness/chaos-ddcr-faults:1", False) == "ddcrFault"
+    assert rewriter.component("example.com/not-in-the-catalog:1", False) is None
+    assert rewriter.component("not a reference", False) is None
+
+
+def test_scope_annotations_are_rebuilt_when_their_bounded_memo_drops_them(
+    examples_config: LoadedConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from webhook.core import mutator
+    from webhook.core.models import Scope
+
+    monkeypatch.setattr(mutator, "_CACHE_LIMIT", 1)
+    config = examples_config.compile()
+    scopes = [Scope.parse("acme"), Scope.parse("acme/retail")]
+    for _ in range(2):
+        for scope in scopes:
+            rewriter = config.rewriter(scope)
+            effective = rewriter.effective
+            assert json.loads(rewriter.scope_annotation) == {
+                "scope": str(effective.scope),
+                "registries": list(effective.applied),
+            }
+            assert rewriter.scope_annotation == json.dumps(
+                {"scope": str(effective.scope), "registries": list(effective.applied)}, separators=(",", ":")
+            )

@@ -15,7 +15,7 @@ from webhook.core.availability import unavailable_warning
 from webhook.core.classifier import NamespaceLabels, PodClassifier, ScopeBinding, opted_out, scope_from_labels
 from webhook.core.documents import quote
 from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope
-from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, mutate_pod
+from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, RewriteTables, mutate_pod
 from webhook.core.resolver import Effective, RegistryEntry, RegistryIndex
 
 # Bounded like the per-scope target caches (mutator.py): with more scopes in use it is refilled.
@@ -47,6 +47,7 @@ class CompiledConfig:
         self.catalog = MappingProxyType({entry.last_segment: entry for entry in defaults.catalog})
         self.env_vars = MappingProxyType({var.name: var.helper for var in defaults.image_env_vars})
         self._rewriters: dict[Scope, Rewriter] = {}
+        self._rewrite_tables = RewriteTables(self.catalog)
         # The scope binding per combination of scope label values: namespaces of one scope share it,
         # and building it (warnings, a Scope) per request cost more than the lookup.
         self._bindings: dict[tuple[str | None, ...], ScopeBinding] = {}
@@ -56,7 +57,7 @@ class CompiledConfig:
         if rewriter is None:
             scope = self.index.canonical(scope)
             rewriter = self._rewriters[scope] = Rewriter(
-                self.index.resolve(scope, self.defaults), self.catalog
+                self.index.resolve(scope, self.defaults), self._rewrite_tables
             )
         return rewriter
 
