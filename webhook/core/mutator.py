@@ -228,8 +228,10 @@ def _read_originals(annotations: Mapping[str, Any] | None, warnings: list[str]) 
 
 
 def scope_annotation(effective: Effective) -> str:
-    # orjson: 0.5 us against json's 3-5, for a text rebuilt whenever the bounded memo has dropped it.
-    return orjson.dumps({"scope": str(effective.scope), "registries": list(effective.applied)}).decode()
+    # Rebuilt whenever the bounded memo has dropped it (with 100,000 scopes in use, mostly): orjson
+    # takes 0.5 us against json's 3-5, and the names are read straight from the layers.
+    names = [entry.name for entry in effective.layers]
+    return orjson.dumps({"scope": "/".join(effective.scope.parts), "registries": names}).decode()
 
 
 def mutate_pod(
