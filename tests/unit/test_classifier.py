@@ -276,6 +276,21 @@ def test_broken_chain_warns_and_uses_the_prefix(config: CompiledConfig) -> None:
     assert any("chaosregistry.io/organization is missing" in w for w in mutation.warnings)
 
 
+def test_namespace_records_bind_the_same_way_every_time(config: CompiledConfig) -> None:
+    # Namespace records (as the service keeps them) of a sound chain reach their Rewriter without
+    # rebuilding the binding; a repaired chain warns on every pod, not only the first.
+    sound = NamespaceLabels({A: "acme", "chaosregistry.io/organization": "payments"})
+    broken = NamespaceLabels({A: "acme", P: "payments"})
+    for _ in range(2):
+        mutation = config.mutate(runner_pod(), sound)
+        assert mutation.scope == Scope.parse("acme/payments") and mutation.warnings == ()
+        assert mutation.patch == config.mutate(runner_pod(), dict(sound)).patch
+        repaired = config.mutate(runner_pod(), broken)
+        assert repaired.scope == Scope.parse("acme")
+        assert any("chaosregistry.io/organization is missing" in w for w in repaired.warnings)
+    assert config.mutate(runner_pod(), NamespaceLabels({A: "other"})).scope == Scope.parse("other")
+
+
 @pytest.mark.parametrize(
     ("namespace_labels", "pod_labels", "reason"),
     [

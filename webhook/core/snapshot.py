@@ -20,6 +20,8 @@ from webhook.core.resolver import Effective, RegistryEntry, RegistryIndex
 
 # Bounded like the per-scope target caches (mutator.py): with more scopes in use it is refilled.
 _BINDING_CACHE_LIMIT = 4096
+# A bound that only namespace churn between two configurations could reach.
+_LABELS_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,10 @@ class CompiledConfig:
         # The scope binding per combination of scope label values: namespaces of one scope share it,
         # and building it (warnings, a Scope) per request cost more than the lookup.
         self._bindings: dict[tuple[str | None, ...], ScopeBinding] = {}
+        # The Rewriter of a namespace record's scope labels, when they needed no repair: with
+        # 100,000 scopes in use the bounded memo above mostly misses, and a binding rebuilt per
+        # request cost more than this slot per scope (the key is the record's own tuple).
+        self._rewriters_by_labels: dict[tuple[str | None, ...], Rewriter] = {}
 
     def rewriter(self, scope: Scope) -> Rewriter:
         rewriter = self._rewriters.get(scope)
@@ -72,6 +78,23 @@ class CompiledConfig:
                 self._bindings.clear()
             binding = self._bindings[key] = scope_from_labels(labels, self.defaults.default_account)
         return binding
+
+    def _namespace_rewriter(self, labels: Mapping[str, str], warnings: list[str]) -> Rewriter:
+        """The Rewriter of the scope `labels` bind to; a repaired binding's warning is added."""
+        key = labels.key if isinstance(labels, NamespaceLabels) else None
+        if key is not None:
+            rewriter = self._rewriters_by_labels.get(key)
+            if rewriter is not None:
+                return rewriter
+        binding = self._binding(labels)
+        rewriter = self.rewriter(binding.scope)
+        if binding.warning:
+            warnings.append(binding.warning)
+        elif key is not None:
+            if len(self._rewriters_by_labels) >= _LABELS_LIMIT:
+                self._rewriters_by_labels.clear()
+            self._rewriters_by_labels[key] = rewriter
+        return rewriter
 
     def effective(self, scope: Scope) -> Effective:
         return self.rewriter(scope).effective
@@ -95,15 +118,13 @@ class CompiledConfig:
         rule = self.classifier.matching_rule(pod)
         if rule is None:
             return Mutation(chaos=False, reason="not a chaos pod")
-        binding = self._binding(namespace_labels)
-        if binding.warning:
-            warnings.append(binding.warning)
-        rewriter = self.rewriter(binding.scope)
+        rewriter = self._namespace_rewriter(namespace_labels, warnings)
+        scope = rewriter.effective.scope
         if not rewriter.effective.layers and not self.defaults.rewrite_unconfigured_scopes:
             return Mutation(
                 chaos=True,
-                reason=f"{rule}: no ChaosImageRegistry covers scope {binding.scope}",
-                scope=binding.scope,
+                reason=f"{rule}: no ChaosImageRegistry covers scope {scope}",
+                scope=scope,
                 warnings=tuple(warnings),
             )
         result = mutate_pod(
@@ -116,7 +137,7 @@ class CompiledConfig:
         return Mutation(
             chaos=True,
             reason=rule,
-            scope=binding.scope,
+            scope=scope,
             patch=result.patch,
             warnings=(*warnings, *result.warnings),
             rewrites=result.rewrites,
