@@ -19,6 +19,7 @@ from webhook.core.models import (
     Scope,
 )
 from webhook.core.reference import ImageReference, parse_reference
+from webhook.core.sharing import remember
 
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 _NONE: frozenset[str] = frozenset()
@@ -181,7 +182,5 @@ class PodClassifier:
                 if isinstance(reference, ImageReference)
                 else _NONE
             )
-            if len(self._components_of_image) >= _IMAGE_CACHE_LIMIT:
-                self._components_of_image.clear()
-            self._components_of_image[image] = components
+            remember(self._components_of_image, image, components, _IMAGE_CACHE_LIMIT)
         return components

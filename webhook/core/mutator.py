@@ -20,7 +20,7 @@ from webhook.core.models import ORIGINAL_IMAGES_ANNOTATION, SCOPE_ANNOTATION, Ca
 from webhook.core.reference import ImageReference, parse_reference
 from webhook.core.reference import join_image as _join_image
 from webhook.core.resolver import Effective
-from webhook.core.sharing import shared
+from webhook.core.sharing import remember, shared
 
 JsonPatch = list[dict[str, Any]]
 _CACHE_LIMIT = 4096
@@ -53,11 +53,7 @@ class Target:
 def _helper_key(image: str) -> str:
     """The key of `image` seen in a helper pod (where a component may differ) in a target cache."""
     key = _HELPER_KEYS.get(image)
-    if key is None:
-        if len(_HELPER_KEYS) >= _CACHE_LIMIT:
-            _HELPER_KEYS.clear()
-        key = _HELPER_KEYS[image] = f"helper\0{image}"
-    return key
+    return remember(_HELPER_KEYS, image, f"helper\0{image}", _CACHE_LIMIT) if key is None else key
 
 
 class RewriteTables:
@@ -98,12 +94,11 @@ class Rewriter:
         key = _helper_key(image) if helper else image
         cached = cache.get(key)
         if cached is None:
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
             if not helper:
                 key = shared(_SHARED_IMAGES, image, _CACHE_LIMIT)
             target = self._compute(image, helper)
-            cached = cache[key] = target if target.image is None or target.warning else target.image
+            kept = target if target.image is None or target.warning else target.image
+            cached = remember(cache, key, kept, _CACHE_LIMIT)
         return cached
 
     def new_image(self, image: str, helper: bool, warnings: list[str]) -> str | None:
@@ -129,10 +124,7 @@ class Rewriter:
         if component is None:
             reference = parse_reference(image)
             found = self._component(reference, helper) if isinstance(reference, ImageReference) else None
-            component = found or ""
-            if len(components) >= _CACHE_LIMIT:
-                components.clear()
-            components[key] = component
+            component = remember(components, key, found or "", _CACHE_LIMIT)
         return component or None
 
     @property
@@ -141,9 +133,7 @@ class Rewriter:
         annotations = self._tables.annotations
         annotation = annotations.get(self)
         if annotation is None:
-            if len(annotations) >= _CACHE_LIMIT:
-                annotations.clear()
-            annotation = annotations[self] = scope_annotation(self.effective)
+            annotation = remember(annotations, self, scope_annotation(self.effective), _CACHE_LIMIT)
         return annotation
 
     def _component(self, reference: ImageReference, helper: bool) -> str | None:

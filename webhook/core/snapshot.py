@@ -17,6 +17,7 @@ from webhook.core.documents import quote
 from webhook.core.models import SCOPE_LABELS, DefaultsConfig, Scope
 from webhook.core.mutator import JsonPatch, Rewrite, Rewriter, RewriteTables, mutate_pod
 from webhook.core.resolver import Effective, RegistryEntry, RegistryIndex
+from webhook.core.sharing import remember
 
 # Bounded like the per-scope target caches (mutator.py): with more scopes in use it is refilled.
 _BINDING_CACHE_LIMIT = 4096
@@ -74,9 +75,8 @@ class CompiledConfig:
             key = tuple([labels.get(label) for label in SCOPE_LABELS])
         binding = self._bindings.get(key)
         if binding is None:
-            if len(self._bindings) >= _BINDING_CACHE_LIMIT:
-                self._bindings.clear()
-            binding = self._bindings[key] = scope_from_labels(labels, self.defaults.default_account)
+            binding = scope_from_labels(labels, self.defaults.default_account)
+            remember(self._bindings, key, binding, _BINDING_CACHE_LIMIT)
         return binding
 
     def _namespace_rewriter(self, labels: Mapping[str, str], warnings: list[str]) -> Rewriter:
@@ -91,9 +91,7 @@ class CompiledConfig:
         if binding.warning:
             warnings.append(binding.warning)
         elif key is not None:
-            if len(self._rewriters_by_labels) >= _LABELS_LIMIT:
-                self._rewriters_by_labels.clear()
-            self._rewriters_by_labels[key] = rewriter
+            remember(self._rewriters_by_labels, key, rewriter, _LABELS_LIMIT)
         return rewriter
 
     def effective(self, scope: Scope) -> Effective:
