@@ -37,12 +37,14 @@ from webhook.registrycheck.check import (
 )
 from webhook.registrycheck.client import RegistryClient, ssl_context
 from webhook.service import metrics
+from webhook.service.kube.resources import Resources, core_path
 from webhook.service.options import ServeOptions
 
 logger = logging.getLogger("webhook.imagecheck")
 
 MIN_GAP = 30.0  # seconds between two rounds, whatever changes
 POLL = 2.0  # how often a change of configuration is looked for
+SECRET_READ_SECONDS = 30.0  # one read of a pull Secret for the check
 
 UNAVAILABLE = Gauge(
     "chaos_registry_scope_images_unavailable",
@@ -66,7 +68,7 @@ CHECK_SECONDS = Gauge(
 class ImageMonitor:
     def __init__(self, state: Any, api: client.ApiClient, options: ServeOptions) -> None:
         self.state = state
-        self.core = client.CoreV1Api(api)
+        self.resources = Resources(api, timeout=SECRET_READ_SECONDS)
         self.options = options
         self.interval = options.check_images_interval
         self._scopes_published: set[str] = set()
@@ -156,7 +158,7 @@ class ImageMonitor:
                 found[ref] = f"Secret namespace {ref.namespace} is not allowed (secretSourceNamespaces)"
                 continue
             try:
-                secret = self.core.read_namespaced_secret(ref.name, ref.namespace, _request_timeout=30)
+                secret = self.resources.get(core_path("secrets", ref.namespace, ref.name), "V1Secret")
             except client.ApiException as error:
                 if error.status == 404:
                     found[ref] = f"Secret {ref} not found"

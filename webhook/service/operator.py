@@ -30,6 +30,7 @@ from webhook.service.health import HealthServer
 from webhook.service.kube import client as kube_client
 from webhook.service.kube.errors import describe, status_of
 from webhook.service.kube.lease import LeaseElector
+from webhook.service.kube.resources import Resources, core_path
 from webhook.service.kube.session import ApiSession
 from webhook.service.kube.watch import LIST_PAGE_SIZE, NAMESPACES, REGISTRIES, WATCH_GRACE_SECONDS, Watcher
 from webhook.service.memory import release_freed_memory
@@ -152,11 +153,10 @@ class Runtime:
     def read_defaults_and_secrets(self) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
         """The defaults ConfigMap (None: there is none) and the source Secrets' names (blocking:
         runs in a thread; the state is changed on the event loop only)."""
-        core = client.CoreV1Api(self.api)
+        resources = Resources(self.api)
         try:
-            configmap = core.read_namespaced_config_map(
-                self.options.defaults_configmap, self.options.namespace
-            )
+            path = core_path("configmaps", self.options.namespace, self.options.defaults_configmap)
+            configmap = resources.get(path, "V1ConfigMap")
             defaults_body: dict[str, Any] | None = {"data": configmap.data or {}}
         except client.ApiException as error:
             if status_of(error) != 404:
@@ -165,7 +165,7 @@ class Runtime:
         secrets = [
             (source, secret.metadata.name)
             for source in self.options.source_namespaces
-            for secret in core.list_namespaced_secret(source).items
+            for secret in resources.get(core_path("secrets", source), "V1SecretList").items
             if secret.metadata and secret.metadata.name
         ]
         return defaults_body, secrets

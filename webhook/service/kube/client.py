@@ -1,8 +1,9 @@
 """Credentials and the Kubernetes API client of the service (the official `kubernetes` package).
 
 kopf watches with its own client; everything the service writes (status, Secret copies, Events,
-the Lease, the webhook configuration, the certificate Secret) goes through this one, called from
-worker threads so the event loop, and so admission, never waits on it.
+the Lease, the webhook configuration, the certificate Secret) goes through this one, by way of
+`resources.py` (not the generated API classes), called from worker threads so the event loop, and
+so admission, never waits on it.
 """
 
 from __future__ import annotations

@@ -25,12 +25,14 @@ from kubernetes import client
 
 from webhook.service import metrics
 from webhook.service.kube.errors import describe, status_of
+from webhook.service.kube.resources import Resources, group_path
 
 logger = logging.getLogger("webhook.leader")
 
 # Pause before restarting work that failed; it is the write side, which should never end itself.
 WORK_RESTART_SECONDS = 1.0
 RELEASE_TIMEOUT_SECONDS = 5.0
+LEASES = "coordination.k8s.io/v1"  # the API group and version of Lease
 
 
 def lease_time(moment: datetime) -> datetime:
@@ -60,7 +62,8 @@ class LeaseElector:
         self.request_timeout = max(1.0, duration / 3)
         self.is_leader = False
         self._observed_holder: str | None = None
-        self._leases = client.CoordinationV1Api(api)
+        self._resources = Resources(api, timeout=self.request_timeout)
+        self._path = group_path(LEASES, "leases", namespace, name)
 
     @property
     def lease(self) -> str:
@@ -162,9 +165,7 @@ class LeaseElector:
         """True when we hold the Lease after this call (created, renewed or taken over)."""
         now = datetime.now(UTC)
         try:
-            lease = self._leases.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=self.request_timeout
-            )
+            lease = self._resources.get(self._path, "V1Lease")
         except client.ApiException as error:
             if status_of(error) != 404:
                 raise
@@ -173,9 +174,7 @@ class LeaseElector:
                 spec=self._spec(now, now, 0),
             )
             try:
-                self._leases.create_namespaced_lease(
-                    self.namespace, body, _request_timeout=self.request_timeout
-                )
+                self._resources.create(group_path(LEASES, "leases", self.namespace), body, "V1Lease")
             except client.ApiException as create_error:
                 if status_of(create_error) == 409:
                     return False  # another replica created it first
@@ -198,11 +197,8 @@ class LeaseElector:
             acquire_time = now
             transitions += 1
         try:
-            self._leases.replace_namespaced_lease(
-                self.name,
-                self.namespace,
-                self._body(lease, self._spec(now, acquire_time, transitions)),
-                _request_timeout=self.request_timeout,
+            self._resources.replace(
+                self._path, self._body(lease, self._spec(now, acquire_time, transitions)), "V1Lease"
             )
         except client.ApiException as error:
             if status_of(error) == 409:
@@ -237,9 +233,7 @@ class LeaseElector:
 
     def _release(self) -> bool:
         """Clear holderIdentity if we still hold the Lease; True when released."""
-        lease = self._leases.read_namespaced_lease(
-            self.name, self.namespace, _request_timeout=self.request_timeout
-        )
+        lease = self._resources.get(self._path, "V1Lease")
         spec = lease.spec or client.V1LeaseSpec()
         if spec.holder_identity != self.identity:
             return False
@@ -251,9 +245,7 @@ class LeaseElector:
             lease_transitions=spec.lease_transitions or 0,
         )
         try:
-            self._leases.replace_namespaced_lease(
-                self.name, self.namespace, self._body(lease, released), _request_timeout=self.request_timeout
-            )
+            self._resources.replace(self._path, self._body(lease, released), "V1Lease")
         except client.ApiException as error:
             if status_of(error) == 409:
                 return False

@@ -30,6 +30,7 @@ from webhook.core.models import MANAGED_BY_LABEL, MANAGER
 from webhook.pki import CertificateAuthority, KeyPair
 from webhook.service import metrics
 from webhook.service.kube.errors import status_of
+from webhook.service.kube.resources import Resources, core_path
 
 logger = logging.getLogger("webhook.certs")
 
@@ -129,11 +130,12 @@ class SecretCertificates:
     def _due(self, pair: KeyPair, validity: dt.timedelta, now: dt.datetime) -> bool:
         return pair.not_after - now < self.renew_before(validity)
 
+    def _path(self) -> str:
+        return core_path("secrets", self.namespace, self.secret_name)
+
     def _read(self) -> client.V1Secret | None:
         try:
-            secret: client.V1Secret = client.CoreV1Api(self.api).read_namespaced_secret(
-                self.secret_name, self.namespace
-            )
+            secret: client.V1Secret = Resources(self.api).get(self._path(), "V1Secret")
             return secret
         except client.ApiException as error:
             if status_of(error) == 404:
@@ -197,7 +199,7 @@ class SecretCertificates:
         )
 
     def _write(self, existing: client.V1Secret | None, data: dict[str, bytes]) -> bool:
-        core = client.CoreV1Api(self.api)
+        resources = Resources(self.api)
         encoded = {k: base64.b64encode(v).decode("ascii") for k, v in data.items()}
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
@@ -213,9 +215,9 @@ class SecretCertificates:
         )
         try:
             if existing is None:
-                core.create_namespaced_secret(self.namespace, body)
+                resources.create(core_path("secrets", self.namespace), body, "V1Secret")
             else:
-                core.replace_namespaced_secret(self.secret_name, self.namespace, body)
+                resources.replace(self._path(), body, "V1Secret")
         except client.ApiException as error:
             if status_of(error) in (409, 422):
                 return False

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client
 
 from webhook.core.models import INJECT_LABEL, NAMESPACE_NAME_LABEL, NEVER_SELECTED_NAMESPACES, SCOPE_LABELS
 from webhook.service.kube.errors import status_of
+from webhook.service.kube.resources import JSON_PATCH, Resources, group_path
 
 logger = logging.getLogger("webhook.config")
 
@@ -108,19 +109,19 @@ def build_webhook_configuration(
 
 def apply_webhook_configuration(api: client.ApiClient, body: dict[str, Any]) -> None:
     """Create the configuration, or replace an existing one with ours."""
-    admission = client.AdmissionregistrationV1Api(api)
+    resources = Resources(api)
     name = body["metadata"]["name"]
     try:
-        existing = admission.read_mutating_webhook_configuration(name)
+        existing = resources.get(_path(name), MODEL)
     except client.ApiException as error:
         if status_of(error) != 404:
             raise
-        admission.create_mutating_webhook_configuration(cast(Any, body))
+        resources.create(_path(), body, MODEL)
         logger.info("created MutatingWebhookConfiguration %s", name)
         return
     version = existing.metadata.resource_version if existing.metadata else None
     body = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
-    admission.replace_mutating_webhook_configuration(name, cast(Any, body))
+    resources.replace(_path(name), body, MODEL)
     logger.info("updated MutatingWebhookConfiguration %s", name)
 
 
@@ -129,10 +130,10 @@ def sync_ca_bundle(api: client.ApiClient, name: str, ca_bundle: bytes) -> bool:
 
     A missing configuration is not an error: the chart may not have created it yet.
     """
-    admission = client.AdmissionregistrationV1Api(api)
+    resources = Resources(api)
     encoded = base64.b64encode(ca_bundle).decode("ascii")
     try:
-        existing = admission.read_mutating_webhook_configuration(name)
+        existing = resources.get(_path(name), MODEL)
     except client.ApiException as error:
         if status_of(error) == 404:
             return False
@@ -148,6 +149,13 @@ def sync_ca_bundle(api: client.ApiClient, name: str, ca_bundle: bytes) -> bool:
     ]
     if not patch:
         return False
-    admission.patch_mutating_webhook_configuration(name, patch, _content_type="application/json-patch+json")
+    resources.patch(_path(name), patch, MODEL, JSON_PATCH)
     logger.info("updated caBundle of MutatingWebhookConfiguration %s", name)
     return True
+
+
+MODEL = "V1MutatingWebhookConfiguration"
+
+
+def _path(name: str | None = None) -> str:
+    return group_path("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", name=name)

@@ -37,6 +37,7 @@ from webhook.core.models import (
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.core.status import CopyPlan, SecretCopy, SecretSources, desired_copies
 from webhook.service.kube.errors import describe, status_of
+from webhook.service.kube.resources import JSON_PATCH, Resources, core_path
 from webhook.service.options import ServeOptions
 from webhook.service.state import ConfigState
 from webhook.service.writer.events import EventPoster
@@ -138,11 +139,10 @@ class CopyWriter:
     ) -> None:
         self.state = state
         self.events = events
-        self.core = client.CoreV1Api(api)
+        self.resources = Resources(api, timeout=request_timeout)
         self.options = options
         self.record = record
         self.failures = failures
-        self.request_timeout = request_timeout
         self.verify_interval = options.resync_interval * VERIFY_EVERY_RESYNCS
         self.reset()
 
@@ -289,7 +289,7 @@ class CopyWriter:
         if namespace not in self.options.source_namespaces:
             raise PermissionError(f"namespace {namespace} is not a secret source namespace")
         try:
-            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=self.request_timeout)
+            secret = self.resources.get(core_path("secrets", namespace, name), "V1Secret")
         except client.ApiException as error:
             if status_of(error) == 404:
                 return None
@@ -367,12 +367,7 @@ class CopyWriter:
             return "unchanged"
         except client.ApiException as error:
             if status_of(error) == 404:
-                self.core.create_namespaced_secret(
-                    namespace,
-                    self._copy_body(copy, source),
-                    field_manager=MANAGER,
-                    _request_timeout=self.request_timeout,
-                )
+                self._create_secret(copy, source)
                 return "created"
             if status_of(error) != 422:
                 raise
@@ -394,12 +389,7 @@ class CopyWriter:
             return "foreign"
         # Ours, but the source's type changed, and a Secret's type is immutable: replace it whole.
         self._delete_secret(existing)
-        self.core.create_namespaced_secret(
-            namespace,
-            self._copy_body(copy, source),
-            field_manager=MANAGER,
-            _request_timeout=self.request_timeout,
-        )
+        self._create_secret(copy, source)
         return "updated"
 
     def _delete_copy(self, target: tuple[str, str]) -> bool:
@@ -431,24 +421,20 @@ class CopyWriter:
         return secret
 
     def _patch_secret(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> client.V1Secret:
-        result: client.V1Secret = self.core.patch_namespaced_secret(
-            name,
-            namespace,
-            operations,
-            field_manager=MANAGER,
-            _content_type="application/json-patch+json",
-            _request_timeout=self.request_timeout,
-        )
+        path = core_path("secrets", namespace, name)
+        result: client.V1Secret = self.resources.patch(path, operations, "V1Secret", JSON_PATCH, MANAGER)
         return result
+
+    def _create_secret(self, copy: SecretCopy, source: SourceSecret) -> None:
+        path = core_path("secrets", copy.namespace)
+        self.resources.create(path, self._copy_body(copy, source), "V1Secret", MANAGER)
 
     def _delete_secret(self, secret: client.V1Secret) -> None:
         # The uid precondition: delete exactly the copy seen, never a Secret created since.
         metadata = _meta(secret)
-        self.core.delete_namespaced_secret(
-            str(metadata.name),
-            str(metadata.namespace),
-            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=metadata.uid)),
-            _request_timeout=self.request_timeout,
+        self.resources.delete(
+            core_path("secrets", str(metadata.namespace), str(metadata.name)),
+            client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=metadata.uid)),
         )
 
 

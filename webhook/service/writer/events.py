@@ -16,6 +16,7 @@ from kubernetes import client
 from webhook.core.models import API_GROUP, API_VERSION, KIND, MANAGER
 from webhook.service.kube.errors import describe
 from webhook.service.kube.lease import lease_time
+from webhook.service.kube.resources import Resources, group_path
 
 logger = logging.getLogger("webhook.writer")
 
@@ -29,9 +30,8 @@ class EventPoster:
     """Posts Warning Events as `identity` (this replica) of the webhook's controller."""
 
     def __init__(self, api: client.ApiClient, identity: str, request_timeout: float) -> None:
-        self.events = client.EventsV1Api(api)
+        self.resources = Resources(api, timeout=request_timeout)
         self.identity = identity
-        self.request_timeout = request_timeout
 
     async def post(self, registry: Mapping[str, Any], reason: str, message: str) -> None:
         metadata = registry.get("metadata") or {}
@@ -82,6 +82,5 @@ class EventPoster:
             "type": "Warning",
             "regarding": dict(regarding),
         }
-        self.events.create_namespaced_event(
-            namespace, client.EventsV1Event.model_validate(body), _request_timeout=self.request_timeout
-        )
+        path = group_path("events.k8s.io/v1", "events", namespace)
+        self.resources.create(path, client.EventsV1Event.model_validate(body), "EventsV1Event")

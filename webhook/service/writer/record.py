@@ -23,6 +23,7 @@ from kubernetes import client
 
 from webhook.core.models import DESCRIPTION_ANNOTATION, MANAGED_BY_LABEL, MANAGER
 from webhook.service.kube.errors import status_of
+from webhook.service.kube.resources import Resources, core_path
 
 logger = logging.getLogger("webhook.writer")
 
@@ -60,10 +61,9 @@ class CopiesRecord:
     """The ConfigMap `namespace/name`, read once per leadership and replaced with its resourceVersion."""
 
     def __init__(self, api: client.ApiClient, namespace: str, name: str, request_timeout: float) -> None:
-        self.core = client.CoreV1Api(api)
+        self.resources = Resources(api, timeout=request_timeout)
         self.namespace = namespace
         self.name = name
-        self.request_timeout = request_timeout
         self.key = f"ConfigMap {namespace}/{name}"
         self.forget()
 
@@ -78,9 +78,7 @@ class CopiesRecord:
     def load(self) -> None:
         """Blocking: run in a thread."""
         try:
-            configmap = self.core.read_namespaced_config_map(
-                self.name, self.namespace, _request_timeout=self.request_timeout
-            )
+            configmap = self.resources.get(core_path("configmaps", self.namespace, self.name), "V1ConfigMap")
         except client.ApiException as error:
             if status_of(error) != 404:
                 raise
@@ -116,13 +114,11 @@ class CopiesRecord:
             data=data,
         )
         if self._version is None:
-            result = self.core.create_namespaced_config_map(
-                self.namespace, body, field_manager=MANAGER, _request_timeout=self.request_timeout
-            )
+            path = core_path("configmaps", self.namespace)
+            result = self.resources.create(path, body, "V1ConfigMap", MANAGER)
         else:
-            result = self.core.replace_namespaced_config_map(
-                self.name, self.namespace, body, field_manager=MANAGER, _request_timeout=self.request_timeout
-            )
+            path = core_path("configmaps", self.namespace, self.name)
+            result = self.resources.replace(path, body, "V1ConfigMap", MANAGER)
         self.entries = dict(record)
         self._version = _resource_version(result)
 

@@ -22,6 +22,7 @@ from webhook.core.models import API_GROUP, API_VERSION, MANAGER, PLURAL
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.core.status import SecretSources, attention_needed, desired_statuses, owned, status_patch
 from webhook.service.kube.errors import describe, status_of
+from webhook.service.kube.resources import MERGE_PATCH, Resources, group_path
 from webhook.service.state import ConfigState, RegistryObject
 from webhook.service.writer.events import EventPoster
 from webhook.service.writer.failures import FailureLog
@@ -81,10 +82,9 @@ class StatusWriter:
         request_timeout: float,
     ) -> None:
         self.state = state
-        self.custom = client.CustomObjectsApi(api)
+        self.resources = Resources(api, timeout=request_timeout)
         self.failures = failures
         self.events = events
-        self.request_timeout = request_timeout
         self.reset()
 
     def reset(self) -> None:
@@ -170,15 +170,8 @@ class StatusWriter:
         return clean
 
     def _patch_status(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        result = self.custom.patch_cluster_custom_object_status(
-            API_GROUP,
-            VERSION,
-            PLURAL,
-            name,
-            {"status": patch},
-            field_manager=MANAGER,
-            _request_timeout=self.request_timeout,
-        )
+        path = group_path(f"{API_GROUP}/{VERSION}", PLURAL, name=name) + "/status"
+        result = self.resources.patch(path, {"status": patch}, "object", MERGE_PATCH, MANAGER)
         return result if isinstance(result, dict) else {}
 
 
