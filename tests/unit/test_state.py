@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.service import metrics
 from webhook.service.state import ConfigState
 
 
@@ -101,3 +102,27 @@ async def test_only_our_namespace_labels_are_kept() -> None:
     }
     state.upsert_namespace("team-a", {**labels, "istio-injection": "disabled"})
     assert state.rebuild().namespaces["team-a"] == snapshot.namespaces["team-a"]
+
+
+def gauge(name: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name)
+
+
+def named(name: str, created: str, scope: dict[str, str], **spec: Any) -> dict[str, Any]:
+    body = registry(scope=scope, **spec)
+    body["metadata"] = {**body["metadata"], "name": name, "creationTimestamp": created}
+    return body
+
+
+async def test_blocked_and_conflicting_resources_are_counted_per_configuration() -> None:
+    state = ConfigState()
+    state.upsert_registry(named("acme", "2024-01-01T00:00:00Z", {"account": "acme"}, allowOverrides=False))
+    state.upsert_registry(named("team", "2024-01-01T00:00:00Z", {"account": "acme", "organization": "o"}))
+    state.upsert_registry(named("late", "2024-02-01T00:00:00Z", {"account": "acme", "organization": "o"}))
+    state.rebuild()
+    assert gauge("chaos_registry_blocked_resources") == 2  # team and late, under acme's lock
+    assert gauge("chaos_registry_conflicting_resources") == 1  # late: team is older at its scope
+    state.delete_registry("late")
+    state.rebuild()
+    assert gauge("chaos_registry_blocked_resources") == 1
+    assert gauge("chaos_registry_conflicting_resources") == 0

@@ -196,6 +196,11 @@ class ConfigState:
             entries = (o.entry for o in self.objects.values() if o.entry is not None)
             self._config = CompiledConfig(self._defaults, entries)
             self._config_dirty = False
+            # Counted per configuration, not per snapshot: a namespace's change leaves them as
+            # they were, and counting walks every resource (0.5 s at 100,000).
+            index = self._config.index
+            metrics.BLOCKED_RESOURCES.set(sum(1 for e in index.entries() if index.blocker(e.scope) is not None))
+            metrics.CONFLICTING_RESOURCES.set(sum(1 for e in index.entries() if index.conflict(e) is not None))
         unavailable = MappingProxyType(
             {image: reason for pairs in self._unavailable.values() for image, reason in pairs}
         )
@@ -206,9 +211,6 @@ class ConfigState:
         metrics.SNAPSHOT_BUILDS.inc()
         metrics.CONFIG_OBJECTS.labels(kind="ChaosImageRegistry").set(len(self.objects))
         metrics.CONFIG_OBJECTS.labels(kind="Namespace").set(len(self._namespaces))
-        index = self._config.index
-        metrics.BLOCKED_RESOURCES.set(sum(1 for e in index.entries() if index.blocked(e) is not None))
-        metrics.CONFLICTING_RESOURCES.set(sum(1 for e in index.entries() if index.conflict(e) is not None))
         self._namespace_seen.set()
         self._namespace_seen = asyncio.Event()
         self._notify()
