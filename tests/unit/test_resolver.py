@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.conftest import EntryFactory, make_entry
 from webhook.core.models import DefaultsConfig, Scope, load_defaults
@@ -446,3 +448,23 @@ def test_examples_resolution(examples_config: Any) -> None:
         "Public",
     )
     assert platform.provenance["registry.type"] == "ChaosImageRegistry/acme"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=4),  # the scope's identifiers
+            st.booleans(),  # allowOverrides
+            st.integers(1, 3),  # the day it was created: equal days conflict by name
+        ),
+        max_size=25,
+    )
+)
+def test_the_counts_agree_with_blocked_and_conflict(specs: list[tuple[list[str], bool, int]]) -> None:
+    entries = [
+        make_entry(f"r{n}", "/".join(parts), allow_overrides=allow, created=at(day))
+        for n, (parts, allow, day) in enumerate(specs)
+    ]
+    index = RegistryIndex(entries)
+    assert index.blocked_count() == sum(1 for e in index.entries() if index.blocked(e) is not None)
+    assert index.conflict_count() == sum(1 for e in index.entries() if index.conflict(e) is not None)

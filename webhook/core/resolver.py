@@ -192,6 +192,22 @@ class RegistryIndex:
                 return winner
         return None
 
+    def blocked_count(self) -> int:
+        """How many resources have a lock above them (as `blocker` finds it, without a Scope built
+        per level: the service counts them for a metric at every change of configuration)."""
+        locks = {scope.parts for scope, winner in self._winners.items() if not winner.allow_overrides}
+        if not locks:
+            return 0
+        return sum(
+            1
+            for entry in self.entries()
+            if any(entry.scope.parts[:depth] in locks for depth in range(1, len(entry.scope.parts)))
+        )
+
+    def conflict_count(self) -> int:
+        """How many resources another of the same scope wins over (names are unique: every loser)."""
+        return sum(len(group) for group in self._losers.values())
+
     def blocked(self, entry: RegistryEntry) -> Blocked | None:
         blocker = self.blocker(entry.scope)
         if blocker is None:
