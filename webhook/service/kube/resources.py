@@ -45,14 +45,14 @@ def _path(prefix: str, plural: str, namespace: str | None, name: str | None) -> 
 
 class Resources:
     """Requests to one apiserver; `model` names the kubernetes model class of the answer ("V1Secret";
-    "object" for a plain dict). `timeout` (seconds) applies to every request unless one says otherwise."""
+    "object" for a plain dict). `timeout` (seconds, None: none) applies to every request."""
 
     def __init__(self, api: client.ApiClient, timeout: float | None = None) -> None:
         self.api = api
         self.timeout = timeout
 
-    def get(self, path: str, model: str, timeout: float | None = None) -> Any:
-        return self.request("GET", path, model, timeout=timeout)
+    def get(self, path: str, model: str) -> Any:
+        return self.request("GET", path, model)
 
     def create(self, path: str, body: Any, model: str, field_manager: str | None = None) -> Any:
         """POST `body` to the collection at `path`."""
@@ -78,7 +78,6 @@ class Resources:
         body: Any = None,
         content_type: str | None = None,
         query: dict[str, str] | None = None,
-        timeout: float | None = None,
     ) -> Any:
         """One request; the answer decoded as `model` (None: not decoded). Raises ApiException for
         any status but 2xx, as the generated methods do."""
@@ -90,9 +89,7 @@ class Resources:
         )
         if query:
             url += "?" + urlencode(query)
-        response = self.api.call_api(
-            method, url, headers, body, _request_timeout=timeout if timeout is not None else self.timeout
-        )
+        response = self.api.call_api(method, url, headers, body, _request_timeout=self.timeout)
         response.read()  # type: ignore[no-untyped-call]
         answer = self.api.response_deserialize(response, {"2XX": model})
         return answer.data
