@@ -20,6 +20,7 @@ logger = logging.getLogger("webhook.config")
 
 HANDLER_ID = "mutate-pods"
 WEBHOOK_NAME = "pods.chaosregistry.io"
+CONFIGURATION_MODEL = "V1MutatingWebhookConfiguration"  # the kubernetes model of the answers
 
 
 def namespace_selector(webhook_namespace: str, select_all_namespaces: bool = False) -> dict[str, Any]:
@@ -112,16 +113,16 @@ def apply_webhook_configuration(api: client.ApiClient, body: dict[str, Any]) -> 
     resources = Resources(api)
     name = body["metadata"]["name"]
     try:
-        existing = resources.get(_path(name), MODEL)
+        existing = resources.get(_configuration_path(name), CONFIGURATION_MODEL)
     except client.ApiException as error:
         if status_of(error) != 404:
             raise
-        resources.create(_path(), body, MODEL)
+        resources.create(_configuration_path(), body, CONFIGURATION_MODEL)
         logger.info("created MutatingWebhookConfiguration %s", name)
         return
     version = existing.metadata.resource_version if existing.metadata else None
     body = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
-    resources.replace(_path(name), body, MODEL)
+    resources.replace(_configuration_path(name), body, CONFIGURATION_MODEL)
     logger.info("updated MutatingWebhookConfiguration %s", name)
 
 
@@ -133,7 +134,7 @@ def sync_ca_bundle(api: client.ApiClient, name: str, ca_bundle: bytes) -> bool:
     resources = Resources(api)
     encoded = base64.b64encode(ca_bundle).decode("ascii")
     try:
-        existing = resources.get(_path(name), MODEL)
+        existing = resources.get(_configuration_path(name), CONFIGURATION_MODEL)
     except client.ApiException as error:
         if status_of(error) == 404:
             return False
@@ -149,13 +150,10 @@ def sync_ca_bundle(api: client.ApiClient, name: str, ca_bundle: bytes) -> bool:
     ]
     if not patch:
         return False
-    resources.patch(_path(name), patch, MODEL, JSON_PATCH)
+    resources.patch(_configuration_path(name), patch, CONFIGURATION_MODEL, JSON_PATCH)
     logger.info("updated caBundle of MutatingWebhookConfiguration %s", name)
     return True
 
 
-MODEL = "V1MutatingWebhookConfiguration"
-
-
-def _path(name: str | None = None) -> str:
+def _configuration_path(name: str | None = None) -> str:
     return group_path("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", name=name)

@@ -18,7 +18,7 @@ import orjson
 from kubernetes import client
 
 from webhook.core.availability import Availability
-from webhook.core.models import API_GROUP, API_VERSION, MANAGER, PLURAL
+from webhook.core.models import API_VERSION, MANAGER, PLURAL
 from webhook.core.snapshot import CompiledConfig, Snapshot
 from webhook.core.status import SecretSources, attention_needed, desired_statuses, owned, status_patch
 from webhook.service.kube.errors import describe, status_of
@@ -29,7 +29,6 @@ from webhook.service.writer.failures import FailureLog
 
 logger = logging.getLogger("webhook.writer")
 
-VERSION = API_VERSION.split("/", 1)[1]
 # Registries whose desired status is computed and written at a time.
 STATUS_BATCH = 250
 
@@ -170,7 +169,7 @@ class StatusWriter:
         return clean
 
     def _patch_status(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        path = group_path(f"{API_GROUP}/{VERSION}", PLURAL, name=name) + "/status"
+        path = group_path(API_VERSION, PLURAL, name=name) + "/status"
         result = self.resources.patch(path, {"status": patch}, "object", MERGE_PATCH, MANAGER)
         return result if isinstance(result, dict) else {}
 
