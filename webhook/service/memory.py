@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import logging
 
 logger = logging.getLogger("webhook.memory")
 
 
 def release_freed_memory() -> None:
-    """Collect garbage, then ask glibc to return free heap pages (a no-op without glibc)."""
-    gc.collect()
+    """Ask glibc to return free heap pages (a no-op without glibc)."""
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): it gives memory back on its own terms
