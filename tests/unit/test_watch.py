@@ -151,6 +151,7 @@ async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_agai
             await asyncio.sleep(0.05)
         assert watcher.stalls >= 1 and lists >= 2 and watches >= 1
         assert watcher.streams_lists is False  # its stream never ended: listed in pages since
+        assert watcher.encoding == "json"  # asked for protobuf first, answered in JSON: read as such
         assert watcher.last_recovery is not None and "listed again at" in watcher.last_recovery
         # team-b arrived by the watch only, and the new listing no longer holds it: deleted.
         assert ("upsert", "team-b") in recorder.calls and ("delete", "team-b") in recorder.calls

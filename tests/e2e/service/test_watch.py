@@ -66,6 +66,7 @@ async def test_namespaces_arrive_as_metadata_only_with_their_labels(
     async with running(Watcher(session, NAMESPACES, seen.upsert, seen.delete, seen.bodies.keys)) as watcher:
         await asyncio.wait_for(watcher.synced.wait(), 10)
         assert before in seen.bodies  # from the listing
+        assert watcher.encoding == "protobuf"  # the apiserver's cheaper encoding (kube/protobuf.py)
         assert seen.bodies[before]["kind"] == "PartialObjectMetadata"
         assert set(seen.bodies[before]) == {"kind", "apiVersion", "metadata"}
         after = cluster.namespace("org-b")  # from the watch

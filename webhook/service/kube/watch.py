@@ -14,6 +14,9 @@ holds is deleted. A connection that brings nothing for `idle_timeout` seconds is
 middlebox or NAT that silently stopped forwarding would otherwise hold the caches still until the
 watch's own deadline, 5-10 minutes on. After such a stall the watcher lists again, since it cannot
 know what was lost on the way, and `last_recovery` says when for /readyz.
+
+Namespace events are asked for in protobuf (kube/protobuf.py), and read as JSON where the server
+answers in JSON: encoding them costs the apiserver less than half the CPU of JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import aiohttp
 import orjson
 
 from webhook.core.models import API_VERSION, PLURAL
+from webhook.service.kube import protobuf
 from webhook.service.kube.errors import describe_response, one_line, status_text
 from webhook.service.kube.session import CONNECT_SECONDS, LIST_TIMEOUT_SECONDS, ApiSession
 
@@ -50,7 +54,11 @@ WATCH_IDLE_SECONDS = 150.0
 # The annotation of the bookmark that ends the initial events of a streamed list.
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+# Protobuf first: the apiserver encodes metadata in less than half the CPU of JSON (protobuf.py).
+METADATA_ONLY_WATCH = (
+    f"{protobuf.MEDIA_TYPE};as=PartialObjectMetadata;g=meta.k8s.io;v=v1,"
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+)
 
 Body = Mapping[str, Any]
 
@@ -116,6 +124,8 @@ class Watcher:
         self.streams_lists: bool | None = None
         # Where a resumed watch starts; None: list first.
         self.resource_version: str | None = None
+        # How the apiserver encoded the last watch response: "protobuf" or "json".
+        self.encoding: str | None = None
 
     async def run(self) -> None:
         """For ever: list when needed, then watch; after any failure, pause (doubling up to 10 s)
@@ -216,7 +226,7 @@ class Watcher:
                 # sendInitialEvents, a dropped connection): the next listings go in pages.
                 self.streams_lists = False
                 raise
-        how = "as a stream"
+        how = f"as a stream, {self.encoding}"
         if version is None:
             version, pages = await self._paged_list(seen)
             how = f"in {pages} pages"
@@ -332,14 +342,23 @@ class Watcher:
             total=seconds + WATCH_GRACE_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=self.idle_timeout
         )
         async with self.api.get(url, accept, timeout) as response:
-            if response.status in refused:
-                raise ListStreamRefused(describe_response(response.status, await response.read()))
-            if response.status == 410:
-                raise Expired()
+            in_protobuf = response.content_type == protobuf.MEDIA_TYPE
+            self.encoding = "protobuf" if in_protobuf else "json"
             if response.status != 200:
-                raise WatchError(describe_response(response.status, await response.read()))
-            async for line in _lines(response.content):
-                yield orjson.loads(line)
+                data = await response.read()
+                status = protobuf.decode_status(data) if in_protobuf else None
+                text = f"HTTP {response.status}: {status_text(status)}" if status else None
+                if response.status in refused:
+                    raise ListStreamRefused(text or describe_response(response.status, data))
+                if response.status == 410:
+                    raise Expired()
+                raise WatchError(text or describe_response(response.status, data))
+            if in_protobuf:
+                async for frame in protobuf.frames(response.content):
+                    yield protobuf.decode_event(frame)
+            else:
+                async for line in _lines(response.content):
+                    yield orjson.loads(line)
 
     def _remove(self, name: str) -> None:
         try:
