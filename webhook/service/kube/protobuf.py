@@ -121,7 +121,7 @@ def _string_map(data: bytes, start: int, end: int, into: dict[str, str]) -> None
 def _object_meta(data: bytes, pos: int, end: int) -> dict[str, Any]:
     """name, resourceVersion, labels and annotations of the ObjectMeta at data[pos:end].
 
-    Inlined rather than built on `_fields`: it runs once per namespace (2 of the 3 µs each)."""
+    Its own loop rather than `_fields` (no list of fields): it runs once per namespace."""
     metadata: dict[str, Any] = {}
     while pos < end:
         tag = data[pos]
