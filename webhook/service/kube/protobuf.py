@@ -1,11 +1,13 @@
 """The watch events of object metadata in Kubernetes' protobuf encoding, read without a schema.
 
 At 100,000 namespaces the apiserver spent 1.8-2.9 s of CPU encoding their metadata as JSON, and
-0.8-0.9 s as protobuf (bench/RESULTS.md): on a cluster whose apiserver is busy, that is the bulk of
-this webhook's start. Only what the namespace watch reads is decoded: the event's type and, of the
-object's ObjectMeta, name, resourceVersion, labels and annotations (the end-of-initial-events
-bookmark); of an ERROR event's Status, code, reason and message. Everything else (managedFields
-above all) is skipped by its length.
+0.8-0.9 s as protobuf (bench/RESULTS.md, item 32): a second or two sooner ready where the apiserver
+is slower than this process, and less load on it from every replica's listing.
+
+Only what the namespace watch reads is decoded: the event's type and, of the object's ObjectMeta,
+name, resourceVersion, labels and annotations (the end-of-initial-events bookmark); of an ERROR
+event's Status, code, reason and message. Everything else (managedFields above all) is skipped by
+its length.
 
 The layout is Kubernetes' wire contract (k8s.io/apimachinery generated.proto and the protobuf
 serializer), stated here as much as is used:
@@ -32,7 +34,7 @@ import aiohttp
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 ENVELOPE_MAGIC = b"k8s\x00"
-# A larger frame is not an event of object metadata (the apiserver's own limit on a request is 3 MiB).
+# A larger frame is not an event of object metadata (etcd stores objects of at most 1.5 MiB by default).
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
