@@ -120,48 +120,20 @@ def _string_map(data: bytes, start: int, end: int, into: dict[str, str]) -> None
     into[key] = value
 
 
-def _object_meta(data: bytes, pos: int, end: int) -> dict[str, Any]:
-    """name, resourceVersion, labels and annotations of the ObjectMeta at data[pos:end].
-
-    Its own loop rather than `_fields` (no list of fields): it runs once per namespace."""
+def _object_meta(data: bytes, start: int, end: int) -> dict[str, Any]:
+    """name, resourceVersion, labels and annotations of the ObjectMeta at data[start:end]."""
     metadata: dict[str, Any] = {}
-    while pos < end:
-        tag = data[pos]
-        if tag < 0x80:
-            pos += 1
-        else:
-            tag, pos = _varint(data, pos, end)
-        wire = tag & 7
-        if wire != _LENGTH:
-            if wire == _VARINT:
-                _, pos = _varint(data, pos, end)
-            elif wire == _FIXED64:
-                pos += 8
-            elif wire == _FIXED32:
-                pos += 4
-            else:
-                raise ProtobufError(f"field {tag >> 3} has wire type {wire}, which Kubernetes does not use")
+    for number, field_start, field_end in _fields(data, start, end):
+        if field_end < 0:
             continue
-        size = data[pos]
-        if size < 0x80:
-            pos += 1
-        else:
-            size, pos = _varint(data, pos, end)
-        field_end = pos + size
-        if field_end > end:
-            raise ProtobufError(f"field {tag >> 3} runs past the end of its message")
-        number = tag >> 3
         if number == 1:
-            metadata["name"] = _text(data, pos, field_end)
+            metadata["name"] = _text(data, field_start, field_end)
         elif number == 6:
-            metadata["resourceVersion"] = _text(data, pos, field_end)
+            metadata["resourceVersion"] = _text(data, field_start, field_end)
         elif number == 11:
-            _string_map(data, pos, field_end, metadata.setdefault("labels", {}))
+            _string_map(data, field_start, field_end, metadata.setdefault("labels", {}))
         elif number == 12:
-            _string_map(data, pos, field_end, metadata.setdefault("annotations", {}))
-        pos = field_end
-    if pos != end:
-        raise ProtobufError("a field runs past the end of its message")
+            _string_map(data, field_start, field_end, metadata.setdefault("annotations", {}))
     return metadata
 
 
