@@ -218,4 +218,8 @@ def test_status_is_written_by_whoever_holds_the_lease(
         timeout=TIMEOUT,
         what="the session replica to write status again",
     )
-    assert f"updated status of ChaosImageRegistry {name}" in log_of(webhook)[restarted_at:]
+    # As above: the status can be read a moment before the writer logs its PATCH.
+    wait_for(
+        lambda: f"updated status of ChaosImageRegistry {name}" in log_of(webhook)[restarted_at:],
+        what="the session replica's log line of that status",
+    )
