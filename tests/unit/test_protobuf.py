@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhook.service.kube import protobuf
+from webhook.service.kube.errors import describe_response
 from webhook.service.kube.protobuf import ProtobufError, decode_event, decode_status, frames
 from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError
 
@@ -148,6 +149,7 @@ def test_an_error_response_in_protobuf_is_read_and_anything_else_is_not() -> Non
         "reason": "Forbidden",
         "message": "namespaces is forbidden",
     }
+    assert describe_response(403, body) == "HTTP 403: namespaces is forbidden"  # a watch's error line
     assert decode_status(b'{"kind": "Status"}') is None
     assert decode_status(envelope("PartialObjectMetadata", b"")) is None
     assert decode_status(b"k8s\x00\x0a\xff") is None

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 from kubernetes import client
 
+from webhook.service.kube import protobuf
+
 
 def status_of(error: BaseException) -> int | None:
     """The HTTP status of an API error, None for anything else."""
@@ -38,11 +40,14 @@ def describe(error: BaseException, detail: bool = True) -> str:
 
 
 def describe_response(status: int, data: bytes) -> str:
-    """One line about an HTTP answer that is not 200: the Status object's message, else the body."""
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        body = None
+    """One line about an HTTP answer that is not 200: the Status object's message (in JSON or in
+    protobuf, as the request asked), else the body."""
+    body: Any = protobuf.decode_status(data)
+    if body is None:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            body = None
     if isinstance(body, dict) and body.get("message"):
         return f"HTTP {status}: {status_text(body)}"
     text = one_line(data[:200].decode(errors="replace"))

@@ -344,15 +344,12 @@ class Watcher:
         async with self.api.get(url, accept, timeout) as response:
             in_protobuf = response.content_type == protobuf.MEDIA_TYPE
             self.encoding = "protobuf" if in_protobuf else "json"
+            if response.status in refused:
+                raise ListStreamRefused(describe_response(response.status, await response.read()))
+            if response.status == 410:
+                raise Expired()
             if response.status != 200:
-                data = await response.read()
-                status = protobuf.decode_status(data) if in_protobuf else None
-                text = f"HTTP {response.status}: {status_text(status)}" if status else None
-                if response.status in refused:
-                    raise ListStreamRefused(text or describe_response(response.status, data))
-                if response.status == 410:
-                    raise Expired()
-                raise WatchError(text or describe_response(response.status, data))
+                raise WatchError(describe_response(response.status, await response.read()))
             if in_protobuf:
                 async for frame in protobuf.frames(response.content):
                     yield protobuf.decode_event(frame)
