@@ -20,6 +20,7 @@ from webhook.core.models import (
     format_validation_error,
     load_defaults,
     merge_defaults,
+    release_version_error,
 )
 
 
@@ -76,6 +77,8 @@ def test_scope_parse_valid(text: str) -> None:
         ("-acme", "account '-acme' is not a valid identifier"),
         ("acme/retail/pay ments", "project 'pay ments' is not a valid identifier"),
         ("acme/retail/payments/" + "x" * 64, "infrastructure"),
+        # `$` in Python's `match` also matches before a last newline: identifiers are matched whole.
+        ("acme\n", "account 'acme\\n' is not a valid identifier"),
     ],
 )
 def test_scope_parse_invalid(text: str, fragment: str) -> None:
@@ -130,6 +133,7 @@ def test_scope_ancestors_and_relations() -> None:
             "spec.scope.infrastructure: must be 1-63 characters",
         ),
         ({"account": "acme", "team": "x"}, "spec.scope.team: Extra inputs are not permitted"),
+        ({"account": "acme\n"}, "spec.scope.account: must be 1-63 characters"),
     ],
 )
 def test_scope_chain_and_identifiers(scope: dict[str, str], problem: str | None) -> None:
@@ -229,6 +233,8 @@ def test_registry_account(account: str, fragment: str | None) -> None:
         ({"type": "private", "secretName": "x"}, "spec.registry.type: Input should be 'Public' or 'Private'"),
         ({"secretName": "Acme_Pull"}, "spec.registry.secretName: 'Acme_Pull' is not a valid Secret name"),
         ({"secretNamespace": "chaos.system"}, "spec.registry.secretNamespace: 'chaos.system' is not a valid"),
+        ({"secretName": "pull\n"}, "spec.registry.secretName: 'pull\\n' is not a valid Secret name"),
+        ({"secretNamespace": "chaos\n"}, "spec.registry.secretNamespace: 'chaos\\n' is not a valid"),
         ({"servr": "x.io"}, "spec.registry.servr: Extra inputs are not permitted"),
     ],
 )
@@ -263,6 +269,7 @@ def test_private_secret_must_be_in_own_spec_not_inherited() -> None:
         ({"ddcr": ""}, "ddcr: '' is not a valid image reference"),
         ({"dd-cr": "x.io/a"}, "'dd-cr' is not a component name"),
         ({"1ddcr": "x.io/a"}, "'1ddcr' is not a component name"),
+        ({"ddcr\n": "x.io/a"}, "'ddcr\\n' is not a component name"),
     ],
 )
 def test_custom_images_references(images: dict[str, str], fragment: str | None) -> None:
@@ -445,3 +452,10 @@ def test_duplicate_catalog_repository_in_one_document_is_refused() -> None:
     document["catalog"] = [*document["catalog"], {"repository": "chaos-ddcr", "component": "other"}]
     with pytest.raises(ValidationError, match="repository 'chaos-ddcr' is listed twice"):
         DefaultsConfig.model_validate(document)
+
+
+@pytest.mark.parametrize(
+    ("version", "valid"), [("1.0.0", True), ("3.9.1-rc", True), ("1.0\n", False), ("", False)]
+)
+def test_release_version_is_matched_whole(version: str, valid: bool) -> None:
+    assert (release_version_error(version) is None) is valid

@@ -61,6 +61,8 @@ SCOPE_LABELS = tuple(f"{LABEL_PREFIX}{level}" for level in LEVELS)
 
 RegistryType = Literal["Public", "Private"]
 
+# Always matched whole (`fullmatch`): with `match`, `$` also matches before a last newline, so
+# "acme\n" would pass as an identifier, a Secret name or a version.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -94,7 +96,7 @@ class Scope:
         if not text or len(parts) > len(LEVELS):
             raise ValueError(f"scope {quote(text)} must be ACCOUNT[/ORG[/PROJECT[/INFRA]]]")
         for level, part in zip(LEVELS, parts, strict=False):
-            if not _IDENTIFIER.match(part):
+            if not _IDENTIFIER.fullmatch(part):
                 raise ValueError(f"scope {quote(text)}: {level} {quote(part)} is not a valid identifier")
         return cls(parts)
 
@@ -122,7 +124,7 @@ class _Model(BaseModel):
 
 
 def _check_identifier(value: str | None) -> str | None:
-    if value is not None and not _IDENTIFIER.match(value):
+    if value is not None and not _IDENTIFIER.fullmatch(value):
         raise ValueError(
             "must be 1-63 characters of letters, digits, '-', '_' or '.', starting and ending "
             "with a letter or digit (it is matched against a namespace label value)"
@@ -182,14 +184,14 @@ class RegistrySpec(_Model):
     @field_validator("secret_name")
     @classmethod
     def _secret_name(cls, value: str | None) -> str | None:
-        if value is not None and not _DNS_SUBDOMAIN.match(value):
+        if value is not None and not _DNS_SUBDOMAIN.fullmatch(value):
             raise ValueError(f"{quote(value)} is not a valid Secret name (lowercase DNS subdomain)")
         return value
 
     @field_validator("secret_namespace")
     @classmethod
     def _secret_namespace(cls, value: str | None) -> str | None:
-        if value is not None and not _DNS_LABEL.match(value):
+        if value is not None and not _DNS_LABEL.fullmatch(value):
             raise ValueError(f"{quote(value)} is not a valid namespace name (lowercase DNS label)")
         return value
 
@@ -204,7 +206,7 @@ class CustomImagesSpec(_Model):
     @classmethod
     def _images(cls, value: dict[str, str]) -> dict[str, str]:
         for component, image in value.items():
-            if not _COMPONENT.match(component):
+            if not _COMPONENT.fullmatch(component):
                 raise ValueError(f"{quote(component)} is not a component name")
             parsed = parse_reference(image)
             if not isinstance(parsed, ImageReference):
@@ -307,7 +309,7 @@ class Release(_Model):
 
 def release_version_error(version: str) -> str | None:
     """Why `version` cannot be a release version (it becomes an image tag), or None."""
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         return f"{version!r} is not a valid version: it becomes an image tag ([A-Za-z0-9_.-], at most 128)"
     return None
 
