@@ -2,7 +2,7 @@
 
 A CONFIG is a YAML file or a folder of them; documents may be ChaosImageRegistry, Namespace and the
 defaults ConfigMap, several per file. Used by the CLI; the service feeds watched objects through
-the same validation (`parse_registry`, `parse_defaults_configmap`).
+the same validation (`registry_entry`, `parse_defaults_configmap`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from webhook.core.models import (
     format_validation_error,
     load_defaults,
 )
+from webhook.core.registry_fastpath import direct_entry
 from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig, Snapshot
 
@@ -195,6 +196,16 @@ def parse_registry(document: Mapping[str, Any]) -> ChaosImageRegistry | list[str
         return ChaosImageRegistry.model_validate(document)
     except ValidationError as error:
         return format_validation_error(error)
+
+
+def registry_entry(document: Mapping[str, Any]) -> RegistryEntry | list[str]:
+    """The resolver's entry of a ChaosImageRegistry object, or its problems as `parse_registry`
+    words them. The usual shape is read directly (registry_fastpath); the rest by the models."""
+    entry = direct_entry(document)
+    if entry is not None:
+        return entry
+    parsed = parse_registry(document)
+    return parsed if isinstance(parsed, list) else RegistryEntry.from_resource(parsed)
 
 
 def parse_defaults_configmap(document: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:

@@ -63,10 +63,10 @@ RegistryType = Literal["Public", "Private"]
 
 # Always matched whole (`fullmatch`): with `match`, `$` also matches before a last newline, so
 # "acme\n" would pass as an identifier, a Secret name or a version.
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_COMPONENT = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+COMPONENT = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -96,7 +96,7 @@ class Scope:
         if not text or len(parts) > len(LEVELS):
             raise ValueError(f"scope {quote(text)} must be ACCOUNT[/ORG[/PROJECT[/INFRA]]]")
         for level, part in zip(LEVELS, parts, strict=False):
-            if not _IDENTIFIER.fullmatch(part):
+            if not IDENTIFIER.fullmatch(part):
                 raise ValueError(f"scope {quote(text)}: {level} {quote(part)} is not a valid identifier")
         return cls(parts)
 
@@ -124,7 +124,7 @@ class _Model(BaseModel):
 
 
 def _check_identifier(value: str | None) -> str | None:
-    if value is not None and not _IDENTIFIER.fullmatch(value):
+    if value is not None and not IDENTIFIER.fullmatch(value):
         raise ValueError(
             "must be 1-63 characters of letters, digits, '-', '_' or '.', starting and ending "
             "with a letter or digit (it is matched against a namespace label value)"
@@ -184,14 +184,14 @@ class RegistrySpec(_Model):
     @field_validator("secret_name")
     @classmethod
     def _secret_name(cls, value: str | None) -> str | None:
-        if value is not None and not _DNS_SUBDOMAIN.fullmatch(value):
+        if value is not None and not DNS_SUBDOMAIN.fullmatch(value):
             raise ValueError(f"{quote(value)} is not a valid Secret name (lowercase DNS subdomain)")
         return value
 
     @field_validator("secret_namespace")
     @classmethod
     def _secret_namespace(cls, value: str | None) -> str | None:
-        if value is not None and not _DNS_LABEL.fullmatch(value):
+        if value is not None and not DNS_LABEL.fullmatch(value):
             raise ValueError(f"{quote(value)} is not a valid namespace name (lowercase DNS label)")
         return value
 
@@ -206,7 +206,7 @@ class CustomImagesSpec(_Model):
     @classmethod
     def _images(cls, value: dict[str, str]) -> dict[str, str]:
         for component, image in value.items():
-            if not _COMPONENT.fullmatch(component):
+            if not COMPONENT.fullmatch(component):
                 raise ValueError(f"{quote(component)} is not a component name")
             parsed = parse_reference(image)
             if not isinstance(parsed, ImageReference):
@@ -260,8 +260,8 @@ class CatalogEntry(_Model):
     (written `repository` in the defaults, as users know it)."""
 
     last_segment: str = Field(alias="repository", min_length=1)
-    component: str = Field(pattern=_COMPONENT.pattern)
-    helper_component: str | None = Field(default=None, alias="helperComponent", pattern=_COMPONENT.pattern)
+    component: str = Field(pattern=COMPONENT.pattern)
+    helper_component: str | None = Field(default=None, alias="helperComponent", pattern=COMPONENT.pattern)
 
 
 class ImageEnvVar(_Model):

@@ -51,22 +51,54 @@ class RegistryEntry:
     @classmethod
     def from_resource(cls, resource: ChaosImageRegistry) -> RegistryEntry:
         spec = resource.spec
-        created = resource.metadata.creation_timestamp or _EPOCH
+        registry = spec.registry
+        return cls.of(
+            name=resource.name,
+            scope=spec.scope.to_scope(),
+            created=resource.metadata.creation_timestamp,
+            allow_overrides=spec.allow_overrides,
+            server=registry.server,
+            registry_account=registry.registry_account,
+            type=registry.type,
+            secret_name=registry.secret_name,
+            secret_namespace=registry.secret_namespace,
+            custom_enabled=spec.custom_images.enabled,
+            custom_images=spec.custom_images.images,
+        )
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        name: str,
+        scope: Scope,
+        created: datetime | None,
+        allow_overrides: bool,
+        server: str | None,
+        registry_account: str | None,
+        type: str | None,
+        secret_name: str | None,
+        secret_namespace: str | None,
+        custom_enabled: bool | None,
+        custom_images: Mapping[str, str],
+    ) -> RegistryEntry:
+        """The entry of validated values, sharing what recurs across resources: one object each,
+        not one a resource."""
+        created = created or _EPOCH
         if created.tzinfo is None:
             created = created.replace(tzinfo=UTC)
         return cls(
-            name=resource.name,
-            scope=spec.scope.to_scope(),
+            name=name,
+            scope=scope,
             created=shared(_TIMES, created, _TIMES_LIMIT),  # resources created in bulk share one
-            allow_overrides=spec.allow_overrides,
-            server=spec.registry.server,
-            # Values that recur across resources are interned: one string each, not one a resource.
-            registry_account=_interned(spec.registry.registry_account),
-            type=_interned(spec.registry.type),
-            secret_name=_interned(spec.registry.secret_name),
-            secret_namespace=_interned(spec.registry.secret_namespace),
-            custom_enabled=spec.custom_images.enabled,
-            custom_images=_images(spec.custom_images.images),
+            allow_overrides=allow_overrides,
+            server=server,
+            registry_account=_interned(registry_account),
+            type=_interned(type),
+            secret_name=_interned(secret_name),
+            secret_namespace=_interned(secret_namespace),
+            custom_enabled=custom_enabled,
+            custom_images=_images(custom_images),
         )
 
     @property

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from webhook.core.availability import Availability, unavailable_from_status
 from webhook.core.classifier import NamespaceLabels
-from webhook.core.loader import parse_defaults_configmap, parse_registry
+from webhook.core.loader import parse_defaults_configmap, registry_entry
 from webhook.core.models import DefaultsConfig, format_validation_error, load_defaults
 from webhook.core.resolver import RegistryEntry
 from webhook.core.snapshot import CompiledConfig, Snapshot
@@ -84,14 +84,14 @@ class ConfigState:
         name = metadata.get("name")
         if not isinstance(name, str):
             return
-        parsed = parse_registry(body)
+        read = registry_entry(body)
         problems: tuple[str, ...] = ()
         entry = None
-        if isinstance(parsed, list):
-            problems = tuple(parsed)
+        if isinstance(read, list):
+            problems = tuple(read)
             logger.warning("ChaosImageRegistry %s is invalid and ignored: %s", name, "; ".join(problems))
         else:
-            entry = RegistryEntry.from_resource(parsed)
+            entry = read
         unavailable = unavailable_from_status(body.get("status"))
         if unavailable != self._unavailable.get(name, ()):
             if unavailable:
