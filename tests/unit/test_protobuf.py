@@ -125,6 +125,72 @@ def test_the_bookmark_that_ends_the_initial_events_keeps_its_annotation() -> Non
     assert metadata["resourceVersion"] == "900"
 
 
+USUAL_EVENTS = {
+    "labels and annotations": namespace_event(
+        labels={"chaosregistry.io/account": "acme"}, annotations={"a": "b"}
+    ),
+    "no labels": namespace_event("DELETED"),
+    "long strings": namespace_event(
+        name="n" * 200, labels={"k": "v" * 300}, annotations={"long": "w" * 20_000}
+    ),
+    "a namespace being deleted": event(
+        "MODIFIED",
+        "PartialObjectMetadata",
+        field(
+            1,
+            object_meta("team-z", "8", {}, {})
+            + field(9, number_field(1, 1_795_000_100))
+            + number_field(10, 30),
+        ),
+    ),
+    "the initial events' end": namespace_event(
+        "BOOKMARK", name="", version="900", annotations={"k8s.io/initial-events-end": "true"}
+    ),
+}
+
+
+@pytest.mark.parametrize("frame", USUAL_EVENTS.values(), ids=USUAL_EVENTS.keys())
+def test_the_usual_shape_is_read_in_one_pass_as_field_by_field(frame: bytes) -> None:
+    usual = protobuf._usual_event(frame)
+    assert usual is not None
+    assert usual == protobuf._event_by_fields(frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        event("ERROR", "Status", status(410, "Expired", "too old")),
+        event("ADDED", "Namespace", field(1, object_meta("team-a", "1", {}, {}))),
+        event("ADDED", "PartialObjectMetadata", field(1, object_meta("team-a", "1", {}, {})) + field(2, "")),
+        field(2, field(1, envelope("PartialObjectMetadata", field(1, b"")))) + field(1, "ADDED"),
+        event("ADDED", "PartialObjectMetadata", field(1, field(1, "c") + varint(9 << 3 | 1) + b"\x00" * 8)),
+        event("ADDED", "PartialObjectMetadata", field(1, field(1, "c") + field(3000, "a three-byte tag"))),
+    ],
+    ids=[
+        "a Status",
+        "another kind",
+        "another field of the object",
+        "fields in another order",
+        "a fixed64",
+        "a field past 2047",
+    ],
+)
+def test_other_layouts_are_left_to_the_field_by_field_reader(frame: bytes) -> None:
+    assert protobuf._usual_event(frame) is None
+    assert decode_event(frame) == protobuf._event_by_fields(frame)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_whatever_the_usual_shape_reader_takes_reads_the_same_field_by_field(data: st.DataObject) -> None:
+    frame = bytearray(data.draw(st.sampled_from(list(USUAL_EVENTS.values()))))
+    for _ in range(data.draw(st.integers(0, 3))):
+        frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+    usual = protobuf._usual_event(bytes(frame))
+    if usual is not None:
+        assert usual == protobuf._event_by_fields(bytes(frame))
+
+
 def test_an_error_event_carries_its_status_to_the_watch() -> None:
     watcher = Watcher(None, NAMESPACES, lambda body: None, lambda name: None, tuple)  # type: ignore[arg-type]
     gone = decode_event(event("ERROR", "Status", status(410, "Expired", "too old resource version: 5 (90)")))

@@ -7,7 +7,9 @@ is slower than this process, and less load on it from every replica's listing.
 Only what the namespace watch reads is decoded: the event's type and, of the object's ObjectMeta,
 name, resourceVersion, labels and annotations (the end-of-initial-events bookmark); of an ERROR
 event's Status, code, reason and message. Everything else (managedFields above all) is skipped by
-its length.
+its length. An event laid out as the apiserver writes it is read in one pass (`_usual_event`);
+any other layout, and anything malformed, field by field (`_event_by_fields`), which also words
+every error.
 
 The layout is Kubernetes' wire contract (k8s.io/apimachinery generated.proto and the protobuf
 serializer), stated here as much as is used:
@@ -164,8 +166,104 @@ def _unwrap(data: bytes, start: int, end: int) -> tuple[str, str, int, int]:
     return api_version, kind, object_start, object_end
 
 
+# The envelope's field 1, the TypeMeta {1: apiVersion, 2: kind}, of an object in a metadata watch.
+_TYPE_META = b"\x0a\x0emeta.k8s.io/v1\x12\x15PartialObjectMetadata"
+_PARTIAL_TYPE_META = bytes((0x0A, len(_TYPE_META))) + _TYPE_META
+# ObjectMeta's fields read by the usual-shape reader, by their one-byte tags (wire type 2).
+_NAME_TAG, _VERSION_TAG, _LABELS_TAG, _ANNOTATIONS_TAG = 0x0A, 0x32, 0x5A, 0x62
+
+
+def _usual_event(frame: bytes) -> dict[str, Any] | None:
+    """The event of one object's metadata in the shape the apiserver writes it, read in one pass;
+    None for anything else (a Status, another layout, anything malformed), which `_event_by_fields`
+    then reads, and words the error of.
+
+    That general reader lists every field of each nested message before it looks at one; this
+    reads the same 100,000 namespace events in about two thirds of its time (bench/RESULTS.md). Each
+    length is read where the layout puts it and every byte is still accounted for: a field of
+    ObjectMeta the watch does not use is skipped by its length, and a frame that does not end where
+    its lengths say is not taken."""
+    try:
+        return _read_usual_event(frame)
+    except (ProtobufError, IndexError):
+        return None
+
+
+def _read_usual_event(frame: bytes) -> dict[str, Any] | None:
+    size = len(frame)
+    # WatchEvent {1: type, 2: RawExtension {1: raw}}, each length one byte or a varint.
+    if size < 2 or frame[0] != 0x0A or (type_size := frame[1]) >= 0x80:
+        return None
+    pos = 2 + type_size
+    event_type = _text(frame, 2, pos)
+    for tag in (0x12, 0x0A):  # the RawExtension, then its raw bytes: both run to the frame's end
+        if pos >= size or frame[pos] != tag:
+            return None
+        length, pos = _varint(frame, pos + 1, size)
+        if pos + length != size:
+            return None
+    # The envelope: magic, TypeMeta, then the object (Unknown's fields 3 and 4 follow it, empty).
+    type_meta_end = pos + 4 + len(_PARTIAL_TYPE_META)
+    if frame[pos : pos + 4] != ENVELOPE_MAGIC or frame[pos + 4 : type_meta_end] != _PARTIAL_TYPE_META:
+        return None
+    pos = type_meta_end
+    if pos >= size or frame[pos] != 0x12:
+        return None
+    length, pos = _varint(frame, pos + 1, size)
+    object_end = pos + length
+    if object_end > size or frame[object_end:] not in (b"", b"\x1a\x00\x22\x00"):
+        return None
+    # PartialObjectMetadata {1: ObjectMeta}, and nothing else.
+    if pos >= object_end or frame[pos] != 0x0A:
+        return None
+    length, pos = _varint(frame, pos + 1, object_end)
+    if pos + length != object_end:
+        return None
+    metadata: dict[str, Any] = {}
+    while pos < object_end:
+        tag = frame[pos]
+        if tag == 0x38 or tag == 0x50:  # generation, deletionGracePeriodSeconds: varints
+            _, pos = _varint(frame, pos + 1, object_end)
+            continue
+        if tag & 7 != _LENGTH:
+            return None
+        if tag < 0x80:
+            pos += 1
+        elif pos + 1 < object_end and frame[pos + 1] < 0x80:  # fields 16-2047, e.g. managedFields
+            pos += 2
+        else:
+            return None
+        length = frame[pos] if pos < object_end else 0x80
+        if length < 0x80:
+            pos += 1
+        else:
+            length, pos = _varint(frame, pos, object_end)
+        end = pos + length
+        if end > object_end:
+            return None
+        if tag == _NAME_TAG:
+            metadata["name"] = _text(frame, pos, end)
+        elif tag == _VERSION_TAG:
+            metadata["resourceVersion"] = _text(frame, pos, end)
+        elif tag == _LABELS_TAG:
+            _string_map(frame, pos, end, metadata.setdefault("labels", {}))
+        elif tag == _ANNOTATIONS_TAG:
+            _string_map(frame, pos, end, metadata.setdefault("annotations", {}))
+        pos = end
+    return {
+        "type": event_type,
+        "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata},
+    }
+
+
 def decode_event(frame: bytes) -> dict[str, Any]:
     """One frame of a watch of PartialObjectMetadata as its JSON counterpart would decode."""
+    usual = _usual_event(frame)
+    return usual if usual is not None else _event_by_fields(frame)
+
+
+def _event_by_fields(frame: bytes) -> dict[str, Any]:
+    """Any layout of the event, each message's fields listed and then read."""
     try:
         event_type, envelope = "", (0, 0)
         for number, start, end in _fields(frame, 0, len(frame)):
