@@ -171,6 +171,8 @@ _TYPE_META = b"\x0a\x0emeta.k8s.io/v1\x12\x15PartialObjectMetadata"
 _PARTIAL_TYPE_META = bytes((0x0A, len(_TYPE_META))) + _TYPE_META
 # ObjectMeta's fields read by the usual-shape reader, by their one-byte tags (wire type 2).
 _NAME_TAG, _VERSION_TAG, _LABELS_TAG, _ANNOTATIONS_TAG = 0x0A, 0x32, 0x5A, 0x62
+# Its varint fields: generation (7) and deletionGracePeriodSeconds (10), skipped.
+_VARINT_TAGS = (0x38, 0x50)
 
 
 def _usual_event(frame: bytes) -> dict[str, Any] | None:
@@ -222,7 +224,7 @@ def _read_usual_event(frame: bytes) -> dict[str, Any] | None:
     metadata: dict[str, Any] = {}
     while pos < object_end:
         tag = frame[pos]
-        if tag == 0x38 or tag == 0x50:  # generation, deletionGracePeriodSeconds: varints
+        if tag in _VARINT_TAGS:
             _, pos = _varint(frame, pos + 1, object_end)
             continue
         if tag & 7 != _LENGTH:
