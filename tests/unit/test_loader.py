@@ -199,7 +199,7 @@ def test_creation_timestamp_is_read(tmp_path: Path) -> None:
         ),
         (
             configmap("catalog:\n  - {repository: x, component: a-b}\n"),
-            CM + "data.config.yaml.catalog.14.component: String should match pattern",
+            CM + "data.config.yaml.catalog.16.component: String should match pattern",
         ),
         (
             configmap("rewriteUnconfiguredScopes: perhaps\n"),

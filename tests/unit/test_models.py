@@ -422,9 +422,9 @@ def test_load_defaults_extends_components() -> None:
             {"rewriteUnconfiguredScopes": "perhaps"},
             "rewriteUnconfiguredScopes: Input should be a valid boolean",
         ),
-        ({"catalog": [{"repository": "x"}]}, "catalog.14.component: Field required"),
-        ({"catalog": [{"repository": "x", "component": "a-b"}]}, "catalog.14.component: String should match"),
-        ({"catalog": ["chaos-ddcr"]}, "catalog.14: Input should be a valid dictionary"),
+        ({"catalog": [{"repository": "x"}]}, "catalog.16.component: Field required"),
+        ({"catalog": [{"repository": "x", "component": "a-b"}]}, "catalog.16.component: String should match"),
+        ({"catalog": ["chaos-ddcr"]}, "catalog.16: Input should be a valid dictionary"),
         (
             {"chaosPods": [{"name": "mine", "components": ["nope"]}]},
             "chaosPods: rule 'mine' names unknown component 'nope'",

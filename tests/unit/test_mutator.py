@@ -275,6 +275,28 @@ def test_custom_images_are_used_verbatim(defaults: DefaultsConfig) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("image", "component"),
+    [
+        ("litmuschaos/litmusportal-subscriber:3.11.0", "subscriber"),
+        ("litmuschaos/litmusportal-event-tracker:3.11.0", "eventTracker"),
+        ("example.org/litmus/subscriber:3.11.0", "subscriber"),
+        ("example.org/litmus/event-tracker:3.11.0", "eventTracker"),
+    ],
+)
+def test_litmus_infrastructure_images_are_found_under_either_name(
+    defaults: DefaultsConfig, image: str, component: str
+) -> None:
+    # LitmusChaos publishes its subscriber and event tracker as litmusportal-*: a custom image set
+    # for the component must reach the pods that run them.
+    custom = {"subscriber": "custom.acme.corp/litmus/sub:1", "eventTracker": "custom.acme.corp/litmus/et:1"}
+    mutation, patched = run(
+        compiled(defaults, custom_enabled=True, custom_images=custom), make_pod([container("a", image)])
+    )
+    assert images_of(patched) == {"a": custom[component]}
+    assert [r.component for r in mutation.rewrites] == [component]
+
+
 def test_custom_images_not_enabled_are_ignored(defaults: DefaultsConfig) -> None:
     pod = make_pod([container("a", "harness/chaos-ddcr:1.47.0")])
     mutation, patched = run(compiled(defaults, custom_enabled=False, custom_images={"ddcr": "x.io/d:1"}), pod)
