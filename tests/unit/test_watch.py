@@ -162,3 +162,57 @@ async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_agai
         await session.close()
         release.set()
         await runner.cleanup()
+
+
+async def test_a_stream_dropped_on_the_way_is_tried_once_more_where_streams_worked() -> None:
+    """A server that has streamed lists before, whose stream then breaks before its initial events
+    end (a connection dropped on the way, which the real apiserver cannot be made to do on
+    demand): the next listing streams again rather than turn to pages for good."""
+
+    from aiohttp import web
+
+    streams = 0
+    pages = 0
+    added = b'{"type": "ADDED", "object": {"metadata": {"name": "team-a", "resourceVersion": "5"}}}\n'
+    end = (
+        b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5", "annotations": '
+        b'{"k8s.io/initial-events-end": "true"}}}}\n'
+    )
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        nonlocal streams, pages
+        if "sendInitialEvents" not in request.query:
+            pages += 1
+            return web.json_response({"items": [], "metadata": {"resourceVersion": "5"}})
+        streams += 1
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(added)
+        if streams == 1:
+            assert request.transport is not None
+            request.transport.close()  # dropped before the end of the initial events
+            return response
+        await response.write(end)
+        return response
+
+    app = web.Application()
+    app.router.add_get(NAMESPACES.path, collection)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    recorder = Recorder()
+    session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names)
+    watcher.streams_lists = True  # it has streamed before
+    try:
+        with contextlib.suppress(Exception):
+            await watcher.relist()
+        assert watcher.streams_lists is None and streams == 1  # not known any more: one more try
+        await watcher.relist()
+        assert watcher.streams_lists is True and streams == 2 and pages == 0
+        assert watcher.synced.is_set() and ("upsert", "team-a") in recorder.calls
+    finally:
+        await session.close()
+        await runner.cleanup()

@@ -163,3 +163,27 @@ async def test_a_listing_delivers_every_object_once_and_deletes_what_it_lacks(
     later = cluster.registry("listed-later", spec)["metadata"]["name"]
     async with running(watcher):
         await until(lambda: later in delivered, "the registry created after the listing")
+
+
+async def test_a_listing_refused_for_now_is_streamed_once_the_apiserver_answers(
+    control_plane: ControlPlane, session: ApiSession, cluster: Cluster
+) -> None:
+    # An apiserver being restarted refuses connections, then answers 429 while its caches fill: a
+    # listing that failed that way says nothing of the stream, which must be tried again (read in
+    # pages from etcd instead, 100,000 registries took 40-57 s against 9-12 s streamed).
+    name = cluster.registry("restarted", {"registry": {"server": "mirror.example.com"}})["metadata"]["name"]
+    seen = Seen()
+    watcher = Watcher(session, REGISTRIES, seen.upsert, seen.delete, seen.bodies.keys)
+    await asyncio.to_thread(control_plane.stop_apiserver, 3.0)
+    stopped = True
+    try:
+        async with running(watcher):
+            await until(lambda: watcher.last_error is not None, "a listing refused", timeout=20)
+            await asyncio.to_thread(control_plane.start_apiserver)
+            stopped = False
+            await until(watcher.synced.is_set, "the listing once the apiserver is back", timeout=60)
+            assert watcher.streams_lists is True
+            assert name in seen.bodies
+    finally:
+        if stopped:
+            await asyncio.to_thread(control_plane.start_apiserver)

@@ -120,8 +120,10 @@ class Watcher:
         self.last_recovery: str | None = None
         self.stalls = 0
         self._stalled_at: str | None = None
-        # Whether the apiserver streams lists as watch events (None: not tried yet).
+        # Whether the apiserver streams lists as watch events (None: not known yet).
         self.streams_lists: bool | None = None
+        # Whether the last watch request was answered with 200 (its events then followed).
+        self._answered = False
         # Where a resumed watch starts; None: list first.
         self.resource_version: str | None = None
         # How the apiserver encoded the last watch response: "protobuf" or "json".
@@ -222,9 +224,14 @@ class Watcher:
                 self.streams_lists = False
                 seen.clear()
             except Exception:
-                # A stream that never ended its initial events (a server or proxy that ignores
-                # sendInitialEvents, a dropped connection): the next listings go in pages.
-                self.streams_lists = False
+                if self._answered:
+                    # Answered, then ended before its initial events did: a server or proxy that
+                    # ignores sendInitialEvents, or a connection dropped on the way. A server that
+                    # has streamed before gets one more try; else the next listings go in pages.
+                    self.streams_lists = None if self.streams_lists else False
+                # Unanswered (the apiserver unreachable, or refusing for now: 429 while its caches
+                # fill after a restart): that says nothing of the feature, so the next listing
+                # streams again rather than read every page from etcd.
                 raise
         how = f"as a stream, {self.encoding}"
         if version is None:
@@ -341,6 +348,7 @@ class Watcher:
         timeout = aiohttp.ClientTimeout(
             total=seconds + WATCH_GRACE_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=self.idle_timeout
         )
+        self._answered = False
         async with self.api.get(url, accept, timeout) as response:
             in_protobuf = response.content_type == protobuf.MEDIA_TYPE
             self.encoding = "protobuf" if in_protobuf else "json"
@@ -350,6 +358,7 @@ class Watcher:
                 raise Expired()
             if response.status != 200:
                 raise WatchError(describe_response(response.status, await response.read()))
+            self._answered = True
             if in_protobuf:
                 async for frame in protobuf.frames(response.content):
                     yield protobuf.decode_event(frame)
