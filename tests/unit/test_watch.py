@@ -216,3 +216,49 @@ async def test_a_stream_dropped_on_the_way_is_tried_once_more_where_streams_work
     finally:
         await session.close()
         await runner.cleanup()
+
+
+async def test_a_refusal_with_retry_after_is_retried_when_the_server_asked() -> None:
+    """429 with Retry-After, as the apiserver answers while its caches fill after a restart: the
+    next request comes when asked (2 s here), neither sooner nor on the doubling pauses."""
+    import asyncio
+
+    from aiohttp import web
+
+    arrivals: list[float] = []
+    end = (
+        b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5", "annotations": '
+        b'{"k8s.io/initial-events-end": "true"}}}}\n'
+    )
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        arrivals.append(asyncio.get_running_loop().time())
+        if len(arrivals) == 1:
+            body = b'{"kind": "Status", "message": "storage is (re)initializing", "code": 429}'
+            return web.Response(status=429, body=body, headers={"Retry-After": "2"})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(end)
+        return response
+
+    app = web.Application()
+    app.router.add_get(NAMESPACES.path, collection)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    recorder = Recorder()
+    session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        assert 1.9 <= arrivals[1] - arrivals[0] < 3.0
+        assert watcher.streams_lists is True  # a refusal for now says nothing of the stream
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await session.close()
+        await runner.cleanup()

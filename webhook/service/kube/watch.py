@@ -77,7 +77,23 @@ REGISTRIES = Resource("ChaosImageRegistry", f"/apis/{API_VERSION}/{PLURAL}")
 
 
 class WatchError(Exception):
-    """A request of the list-and-watch failed; the message is one line for the log."""
+    """A request of the list-and-watch failed; the message is one line for the log.
+
+    `retry_after`: the seconds the server asked the client to wait (its Retry-After header, sent
+    with 429 while its caches fill after a restart, or by priority and fairness)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _refused(response: aiohttp.ClientResponse, data: bytes) -> WatchError:
+    """The error of an answer other than 200, with the wait the server asked for, if any."""
+    retry_after: float | None = None
+    header = response.headers.get("Retry-After", "")
+    if header.isdigit():  # seconds; the HTTP-date form is not sent by the apiserver
+        retry_after = float(header)
+    return WatchError(describe_response(response.status, data), retry_after)
 
 
 class ListStreamRefused(Exception):
@@ -136,6 +152,7 @@ class Watcher:
         pause = RETRY_SECONDS[0]
         while True:
             began = loop.time()
+            asked: float | None = None  # the pause the server asked for
             try:
                 if self.resource_version is None:
                     await self.relist()
@@ -156,6 +173,7 @@ class Watcher:
                 # sent what does not parse: list again rather than repeat the same request.
                 self._failed(error)
                 self.resource_version = None
+                asked = error.retry_after if isinstance(error, WatchError) else None
             except Exception as error:  # a body we did not foresee: never end the watch for it
                 logger.exception("%s list-and-watch failed unexpectedly; listing again", self.resource.kind)
                 self.last_error = one_line(error)
@@ -165,6 +183,11 @@ class Watcher:
                     pause = RETRY_SECONDS[0]
                     continue
                 # A watch the server ends at once (shutting down, a proxy): not a tight loop.
+            if asked is not None:
+                # Waited as long as asked (within the usual bounds), rather than doubling past the
+                # moment the server is ready again: its caches fill in seconds to a minute.
+                await asyncio.sleep(min(max(asked, RETRY_SECONDS[0]), RETRY_SECONDS[1]))
+                continue
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_SECONDS[1])
 
@@ -320,7 +343,7 @@ class Watcher:
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
-                raise WatchError(describe_response(response.status, data))
+                raise _refused(response, data)
         page = orjson.loads(data)
         if not isinstance(page, dict):
             raise WatchError("the list response is not a JSON object")
@@ -357,7 +380,7 @@ class Watcher:
             if response.status == 410:
                 raise Expired()
             if response.status != 200:
-                raise WatchError(describe_response(response.status, await response.read()))
+                raise _refused(response, await response.read())
             self._answered = True
             if in_protobuf:
                 async for frame in protobuf.frames(response.content):
