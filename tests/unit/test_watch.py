@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from webhook.service.kube.session import ApiSession
-from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError
+from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError, _refused
 
 
 class Recorder:
@@ -262,3 +262,28 @@ async def test_a_refusal_with_retry_after_is_retried_when_the_server_asked() -> 
             await task
         await session.close()
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("1", 1.0),
+        ("30", 30.0),
+        ("", None),
+        ("-1", None),
+        ("1.5", None),
+        ("²", None),
+        ("Wed, 21 Oct 2015", None),
+    ],
+)
+def test_only_whole_seconds_in_retry_after_are_taken(header: str, seconds: float | None) -> None:
+    # What else a proxy may send is not a wait, and must not fail the request's handling.
+    class Answer:
+        def __init__(self) -> None:
+            self.status = 429
+            self.headers = {"Retry-After": header}
+
+    body = b'{"kind": "Status", "message": "too many requests", "code": 429}'
+    error = _refused(Answer(), body)  # type: ignore[arg-type]
+    assert error.retry_after == seconds
+    assert str(error) == "HTTP 429: too many requests"

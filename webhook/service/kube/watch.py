@@ -91,7 +91,7 @@ def _refused(response: aiohttp.ClientResponse, data: bytes) -> WatchError:
     """The error of an answer other than 200, with the wait the server asked for, if any."""
     retry_after: float | None = None
     header = response.headers.get("Retry-After", "")
-    if header.isdigit():  # seconds; the HTTP-date form is not sent by the apiserver
+    if header.isascii() and header.isdigit():  # seconds; the apiserver sends no HTTP-date form
         retry_after = float(header)
     return WatchError(describe_response(response.status, data), retry_after)
 
