@@ -205,6 +205,8 @@ CATALOG_REPOSITORIES = (
     "workflow-controller",
     "subscriber",
     "event-tracker",
+    "litmusportal-subscriber",
+    "litmusportal-event-tracker",
 )
 OTHER_REPOSITORIES = ("nginx", "ubuntu", "k6-operator", "iproute2", "busybox", "proxy")
 DOMAINS = (

@@ -353,6 +353,8 @@ def test_builtin_defaults(defaults: DefaultsConfig) -> None:
         "event-tracker",
     ):
         assert repository in catalog
+    assert catalog["litmusportal-subscriber"] == ("subscriber", None)
+    assert catalog["litmusportal-event-tracker"] == ("eventTracker", None)
     assert "ddcrLib" in defaults.component_names  # helper components are component names too
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from kubernetes import client
 
 from webhook.service.kube.session import ApiSession
@@ -150,7 +154,7 @@ async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_agai
                 break
             await asyncio.sleep(0.05)
         assert watcher.stalls >= 1 and lists >= 2 and watches >= 1
-        assert watcher.streams_lists is False  # its stream never ended: listed in pages since
+        assert watcher.streams_lists is False  # its streams never ended, twice: listed in pages since
         assert watcher.encoding == "json"  # asked for protobuf first, answered in JSON: read as such
         assert watcher.last_recovery is not None and "listed again at" in watcher.last_recovery
         # team-b arrived by the watch only, and the new listing no longer holds it: deleted.
@@ -164,10 +168,10 @@ async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_agai
         await runner.cleanup()
 
 
-async def test_a_stream_dropped_on_the_way_is_tried_once_more_where_streams_worked() -> None:
-    """A server that has streamed lists before, whose stream then breaks before its initial events
-    end (a connection dropped on the way, which the real apiserver cannot be made to do on
-    demand): the next listing streams again rather than turn to pages for good."""
+async def test_a_stream_dropped_on_the_way_is_tried_again() -> None:
+    """A stream that breaks before its initial events end (a connection dropped on the way, which
+    the real apiserver cannot be made to do on demand): the next listing streams again rather than
+    turn to pages for good."""
 
     from aiohttp import web
 
@@ -205,11 +209,10 @@ async def test_a_stream_dropped_on_the_way_is_tried_once_more_where_streams_work
     recorder = Recorder()
     session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
     watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names)
-    watcher.streams_lists = True  # it has streamed before
     try:
         with contextlib.suppress(Exception):
             await watcher.relist()
-        assert watcher.streams_lists is None and streams == 1  # not known any more: one more try
+        assert watcher.streams_lists is None and streams == 1  # still not known
         await watcher.relist()
         assert watcher.streams_lists is True and streams == 2 and pages == 0
         assert watcher.synced.is_set() and ("upsert", "team-a") in recorder.calls
@@ -218,50 +221,107 @@ async def test_a_stream_dropped_on_the_way_is_tried_once_more_where_streams_work
         await runner.cleanup()
 
 
-async def test_a_refusal_with_retry_after_is_retried_when_the_server_asked() -> None:
-    """429 with Retry-After, as the apiserver answers while its caches fill after a restart: the
-    next request comes when asked (2 s here), neither sooner nor on the doubling pauses."""
-    import asyncio
-
-    from aiohttp import web
-
-    arrivals: list[float] = []
-    end = (
-        b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5", "annotations": '
-        b'{"k8s.io/initial-events-end": "true"}}}}\n'
-    )
-
-    async def collection(request: web.Request) -> web.StreamResponse:
-        arrivals.append(asyncio.get_running_loop().time())
-        if len(arrivals) == 1:
-            body = b'{"kind": "Status", "message": "storage is (re)initializing", "code": 429}'
-            return web.Response(status=429, body=body, headers={"Retry-After": "2"})
-        response = web.StreamResponse()
-        await response.prepare(request)
-        await response.write(end)
-        return response
-
+@contextlib.asynccontextmanager
+async def fake_namespaces(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[Watcher]:
+    """A Watcher of namespaces against `handler`, an HTTP server for what the real apiserver cannot
+    be made to answer on demand; stopped on exit."""
     app = web.Application()
-    app.router.add_get(NAMESPACES.path, collection)
+    app.router.add_get(NAMESPACES.path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]
     recorder = Recorder()
     session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
     watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names)
     task = asyncio.create_task(watcher.run())
     try:
-        await asyncio.wait_for(watcher.synced.wait(), 10)
-        assert 1.9 <= arrivals[1] - arrivals[0] < 3.0
-        assert watcher.streams_lists is True  # a refusal for now says nothing of the stream
+        yield watcher
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await session.close()
         await runner.cleanup()
+
+
+INITIAL_EVENTS_END = (
+    b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5", "annotations": '
+    b'{"k8s.io/initial-events-end": "true"}}}}\n'
+)
+TOO_MANY = b'{"kind": "Status", "message": "storage is (re)initializing", "code": 429}'
+
+
+async def end_of_initial_events(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(INITIAL_EVENTS_END)
+    return response
+
+
+@pytest.mark.parametrize(("header", "low", "high"), [("2", 1.9, 3.0), ("0", 0.45, 1.0)])
+async def test_a_refusal_with_retry_after_is_retried_when_the_server_asked(
+    header: str, low: float, high: float
+) -> None:
+    """429 with Retry-After, as the apiserver answers while its caches fill after a restart: the
+    next request comes when asked, neither sooner (nor sooner than 0.5 s) nor on doubling pauses."""
+    arrivals: list[float] = []
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        arrivals.append(asyncio.get_running_loop().time())
+        if len(arrivals) == 1:
+            return web.Response(status=429, body=TOO_MANY, headers={"Retry-After": header})
+        return await end_of_initial_events(request)
+
+    async with fake_namespaces(collection) as watcher:
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        assert low <= arrivals[1] - arrivals[0] < high
+        assert watcher.streams_lists is True  # a refusal for now says nothing of the stream
+
+
+async def test_a_refusal_that_lasts_goes_back_to_doubling_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Scaled down: waits as asked of at most 0.2 s, 0.4 s of them in a row; pauses 0.1-0.8 s.
+    monkeypatch.setattr("webhook.service.kube.watch.RETRY_AFTER_SECONDS", (0.2, 0.4))
+    monkeypatch.setattr("webhook.service.kube.watch.RETRY_SECONDS", (0.1, 0.8))
+    arrivals: list[float] = []
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        arrivals.append(asyncio.get_running_loop().time())
+        return web.Response(status=429, body=TOO_MANY, headers={"Retry-After": "1"})
+
+    async with fake_namespaces(collection):
+        while len(arrivals) < 8:
+            await asyncio.sleep(0.05)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert all(0.15 < gap < 0.35 for gap in gaps[:4])  # as asked, then the pauses catch up
+    assert gaps[5] > 0.7 and gaps[6] > 0.7  # doubled: not a request every 0.2 s for ever
+
+
+async def test_a_watch_refused_for_now_resumes_where_it_was() -> None:
+    """503 on the watch after a listing: the watch is asked for again from the same
+    resourceVersion, not replaced by a new listing of everything."""
+    requests: list[dict[str, str]] = []
+    release = asyncio.Event()
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        requests.append(dict(request.query))
+        if "sendInitialEvents" in request.query:
+            return await end_of_initial_events(request)
+        if len(requests) == 2:
+            return web.Response(status=503, body=b'{"kind": "Status", "message": "unavailable", "code": 503}')
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await release.wait()  # a quiet watch
+        return response
+
+    async with fake_namespaces(collection):
+        while len(requests) < 3:
+            await asyncio.sleep(0.05)
+        release.set()
+    assert ["sendInitialEvents" in query for query in requests] == [True, False, False]
+    assert requests[2].get("resourceVersion") == "5"
 
 
 @pytest.mark.parametrize(

@@ -168,9 +168,10 @@ async def test_a_listing_delivers_every_object_once_and_deletes_what_it_lacks(
 async def test_a_listing_refused_for_now_is_streamed_once_the_apiserver_answers(
     control_plane: ControlPlane, session: ApiSession, cluster: Cluster
 ) -> None:
-    # An apiserver being restarted refuses connections, then answers 429 while its caches fill: a
-    # listing that failed that way says nothing of the stream, which must be tried again (read in
-    # pages from etcd instead, 100,000 registries took 40-57 s against 9-12 s streamed).
+    # An apiserver being restarted refuses connections (and may answer 429 while its caches fill,
+    # which a test this small rarely sees): a listing that failed that way says nothing of the
+    # stream, which must be tried again (read in pages from etcd instead, 100,000 registries took
+    # 40-57 s against 9-12 s streamed).
     name = cluster.registry("restarted", {"registry": {"server": "mirror.example.com"}})["metadata"]["name"]
     seen = Seen()
     watcher = Watcher(session, REGISTRIES, seen.upsert, seen.delete, seen.bodies.keys)

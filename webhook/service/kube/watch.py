@@ -46,6 +46,18 @@ DELIVERY_SLICE = 100
 # The apiserver ends a watch after timeoutSeconds; clients spread their renewals (client-go: 5-10 min).
 WATCH_SECONDS = (300, 600)
 RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request
+# A refusal for now with Retry-After (429 while the apiserver's caches fill after a restart, about
+# half a minute at 100,000 registries; priority and fairness) is retried when asked, each wait at
+# most the first, while the waits in a row add up to less than the second: past that, the pauses
+# double again, so that a refusal that lasts does not bring a request a second for ever.
+RETRY_AFTER_SECONDS = (60.0, 120.0)
+# An answered stream that ends before its initial events: a connection dropped on the way, or a
+# server or proxy that ignores sendInitialEvents. After this many in a row, listings go in pages.
+UNFINISHED_STREAMS = 2
+# Answers to a streamed list that say the server does not offer it (the request is malformed,
+# the method or feature unknown to it): listings go in pages. Any other refusal (429 and 5xx while
+# it restarts, or 401, 403, 404, which a paged list would get alike) is retried as it is.
+STREAM_REFUSED = (400, 405, 422, 501)
 MIN_WATCH_SECONDS = 1.0  # a watch ended sooner counts as a failure (pause before the next)
 WATCH_GRACE_SECONDS = 30  # past timeoutSeconds, a watch connection is given up
 # Nothing received for this long: the connection is dead. The apiserver's watch cache sends every
@@ -79,12 +91,18 @@ REGISTRIES = Resource("ChaosImageRegistry", f"/apis/{API_VERSION}/{PLURAL}")
 class WatchError(Exception):
     """A request of the list-and-watch failed; the message is one line for the log.
 
-    `retry_after`: the seconds the server asked the client to wait (its Retry-After header, sent
-    with 429 while its caches fill after a restart, or by priority and fairness)."""
+    `status`: the HTTP status of a refusal; `retry_after`: the seconds the server asked the client
+    to wait (its Retry-After header: 1 with 429 while its caches fill after a restart)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
+        self.status = status
         self.retry_after = retry_after
+
+    @property
+    def for_now(self) -> bool:
+        """Refused for now (429, 5xx): the same request is worth making again."""
+        return self.status is not None and (self.status == 429 or self.status >= 500)
 
 
 def _refused(response: aiohttp.ClientResponse, data: bytes) -> WatchError:
@@ -93,7 +111,7 @@ def _refused(response: aiohttp.ClientResponse, data: bytes) -> WatchError:
     header = response.headers.get("Retry-After", "")
     if header.isascii() and header.isdigit():  # seconds; the apiserver sends no HTTP-date form
         retry_after = float(header)
-    return WatchError(describe_response(response.status, data), retry_after)
+    return WatchError(describe_response(response.status, data), response.status, retry_after)
 
 
 class ListStreamRefused(Exception):
@@ -140,16 +158,19 @@ class Watcher:
         self.streams_lists: bool | None = None
         # Whether the last watch request was answered with 200 (its events then followed).
         self._answered = False
+        # Answered streams in a row that ended before their initial events.
+        self._unfinished_streams = 0
         # Where a resumed watch starts; None: list first.
         self.resource_version: str | None = None
         # How the apiserver encoded the last watch response: "protobuf" or "json".
         self.encoding: str | None = None
 
     async def run(self) -> None:
-        """For ever: list when needed, then watch; after any failure, pause (doubling up to 10 s)
-        and go on. Only cancellation ends it."""
+        """For ever: list when needed, then watch; after any failure, pause (doubling up to 10 s,
+        or as long as a refusal's Retry-After asks) and go on. Only cancellation ends it."""
         loop = asyncio.get_running_loop()
         pause = RETRY_SECONDS[0]
+        waited_as_asked = 0.0  # in a row
         while True:
             began = loop.time()
             asked: float | None = None  # the pause the server asked for
@@ -169,11 +190,15 @@ class Watcher:
                 # The connection failed: resume from the same resourceVersion.
                 self._failed(error)
             except (WatchError, ValueError) as error:
-                # The server refused (e.g. a resourceVersion ahead of it after an etcd restore) or
-                # sent what does not parse: list again rather than repeat the same request.
                 self._failed(error)
-                self.resource_version = None
-                asked = error.retry_after if isinstance(error, WatchError) else None
+                if isinstance(error, WatchError) and error.for_now:
+                    # Refused for now (the apiserver restarting, overloaded): the same request later,
+                    # a watch resumed from where it was.
+                    asked = error.retry_after
+                else:
+                    # The server refused (e.g. a resourceVersion ahead of it after an etcd restore)
+                    # or sent what does not parse: list again rather than repeat the same request.
+                    self.resource_version = None
             except Exception as error:  # a body we did not foresee: never end the watch for it
                 logger.exception("%s list-and-watch failed unexpectedly; listing again", self.resource.kind)
                 self.last_error = one_line(error)
@@ -181,14 +206,16 @@ class Watcher:
             else:
                 if loop.time() - began >= MIN_WATCH_SECONDS:
                     pause = RETRY_SECONDS[0]
+                    waited_as_asked = 0.0
                     continue
                 # A watch the server ends at once (shutting down, a proxy): not a tight loop.
-            if asked is not None:
-                # Waited as long as asked (within the usual bounds), rather than doubling past the
-                # moment the server is ready again: its caches fill in seconds to a minute.
-                await asyncio.sleep(min(max(asked, RETRY_SECONDS[0]), RETRY_SECONDS[1]))
+            if asked is not None and waited_as_asked < RETRY_AFTER_SECONDS[1]:
+                # When asked, rather than on pauses doubling past the moment the server is back.
+                wait = min(max(asked, RETRY_SECONDS[0]), RETRY_AFTER_SECONDS[0])
+                waited_as_asked += wait
+                await asyncio.sleep(wait)
                 continue
-            await asyncio.sleep(pause)
+            await asyncio.sleep(max(pause, min(asked or 0.0, RETRY_AFTER_SECONDS[0])))
             pause = min(pause * 2, RETRY_SECONDS[1])
 
     def _stalled(self) -> None:
@@ -231,7 +258,8 @@ class Watcher:
         WatchList feature, on by default in Kubernetes 1.32 and from 1.34) where the server offers
         it: at 100,000 ChaosImageRegistries the paged list took the apiserver 28 s (continuation
         pages of custom resources are read from etcd), the stream 12 s, and no page is held in
-        memory. Else (422 from a server without it) in pages."""
+        memory. Else (a server that refuses it, or whose streams keep ending before their initial
+        events) in pages."""
         resource = self.resource
         began = time.monotonic()
         seen: set[str] = set()
@@ -240,6 +268,7 @@ class Watcher:
             try:
                 version = await self._streamed_list(seen)
                 self.streams_lists = True
+                self._unfinished_streams = 0
             except ListStreamRefused as error:
                 logger.info(
                     "%s: the API server does not stream lists (%s); listing in pages", resource.kind, error
@@ -247,14 +276,19 @@ class Watcher:
                 self.streams_lists = False
                 seen.clear()
             except Exception:
-                if self._answered:
-                    # Answered, then ended before its initial events did: a server or proxy that
-                    # ignores sendInitialEvents, or a connection dropped on the way. A server that
-                    # has streamed before gets one more try; else the next listings go in pages.
-                    self.streams_lists = None if self.streams_lists else False
                 # Unanswered (the apiserver unreachable, or refusing for now: 429 while its caches
-                # fill after a restart): that says nothing of the feature, so the next listing
-                # streams again rather than read every page from etcd.
+                # fill after a restart) says nothing of the feature: the next listing streams again
+                # rather than read every page from etcd. Answered, then ended before the initial
+                # events did: a dropped connection, or a server that ignores sendInitialEvents.
+                if self._answered:
+                    self._unfinished_streams += 1
+                    if self._unfinished_streams >= UNFINISHED_STREAMS:
+                        logger.warning(
+                            "%s: %d streamed lists in a row ended before all was sent; listing in pages",
+                            resource.kind,
+                            self._unfinished_streams,
+                        )
+                        self.streams_lists = False
                 raise
         how = f"as a stream, {self.encoding}"
         if version is None:
@@ -280,7 +314,7 @@ class Watcher:
             "resourceVersionMatch": "NotOlderThan",
             "timeoutSeconds": WATCH_SECONDS[1],
         }
-        async for event in self._events(query, refused=(400, 422)):  # 4xx: no WatchList feature
+        async for event in self._events(query, refused=STREAM_REFUSED):
             kind, body = _parts(event)
             if kind == "BOOKMARK":
                 metadata = body.get("metadata")
