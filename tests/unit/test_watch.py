@@ -52,6 +52,50 @@ def event(kind: str, name: str | None = "team-a", version: str = "7", **extra: A
     return {"type": kind, "object": {"metadata": metadata, **extra}}
 
 
+@contextlib.asynccontextmanager
+async def fake_namespaces(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    *,
+    run: bool = True,
+    idle_timeout: float = 150.0,
+) -> AsyncIterator[tuple[Watcher, Recorder]]:
+    """A Watcher of namespaces against `handler`, an HTTP server for what the real apiserver cannot
+    be made to answer on demand; running unless `run` is False; stopped on exit."""
+    app = web.Application()
+    app.router.add_get(NAMESPACES.path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    recorder = Recorder()
+    session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names, idle_timeout)
+    task = asyncio.create_task(watcher.run()) if run else None
+    try:
+        yield watcher, recorder
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await session.close()
+        await runner.cleanup()
+
+
+INITIAL_EVENTS_END = (
+    b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5", "annotations": '
+    b'{"k8s.io/initial-events-end": "true"}}}}\n'
+)
+TOO_MANY = b'{"kind": "Status", "message": "storage is (re)initializing", "code": 429}'
+
+
+async def end_of_initial_events(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(INITIAL_EVENTS_END)
+    return response
+
+
 def test_added_modified_and_deleted_reach_the_callbacks_and_advance_the_version(
     watched: tuple[Watcher, Recorder],
 ) -> None:
@@ -112,10 +156,6 @@ def test_the_session_sends_the_configuration_token() -> None:
 async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_again() -> None:
     """A watch that sends its headers and one event, then nothing (a dropped connection that was
     never closed): after the idle timeout the watcher lists again and says so for /readyz."""
-    import asyncio
-
-    from aiohttp import web
-
     lists = 0
     watches = 0
     release = asyncio.Event()
@@ -137,51 +177,29 @@ async def test_a_silent_connection_is_taken_for_dropped_and_the_kind_listed_agai
         await release.wait()  # silent, never closed
         return response
 
-    app = web.Application()
-    app.router.add_get(NAMESPACES.path, collection)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    recorder = Recorder()
-    session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
-    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names, idle_timeout=0.3)
-    task = asyncio.create_task(watcher.run())
-    try:
-        for _ in range(100):
-            if watcher.last_recovery is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert watcher.stalls >= 1 and lists >= 2 and watches >= 1
-        assert watcher.streams_lists is False  # its streams never ended, twice: listed in pages since
-        assert watcher.encoding == "json"  # asked for protobuf first, answered in JSON: read as such
-        assert watcher.last_recovery is not None and "listed again at" in watcher.last_recovery
-        # team-b arrived by the watch only, and the new listing no longer holds it: deleted.
-        assert ("upsert", "team-b") in recorder.calls and ("delete", "team-b") in recorder.calls
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await session.close()
-        release.set()
-        await runner.cleanup()
+    async with fake_namespaces(collection, idle_timeout=0.3) as (watcher, recorder):
+        try:
+            for _ in range(100):
+                if watcher.last_recovery is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert watcher.stalls >= 1 and lists >= 2 and watches >= 1
+            assert watcher.streams_lists is False  # its streams never ended, twice: listed in pages since
+            assert watcher.encoding == "json"  # asked for protobuf first, answered in JSON: read as such
+            assert watcher.last_recovery is not None and "listed again at" in watcher.last_recovery
+            # team-b arrived by the watch only, and the new listing no longer holds it: deleted.
+            assert ("upsert", "team-b") in recorder.calls and ("delete", "team-b") in recorder.calls
+        finally:
+            release.set()
 
 
 async def test_a_stream_dropped_on_the_way_is_tried_again() -> None:
     """A stream that breaks before its initial events end (a connection dropped on the way, which
     the real apiserver cannot be made to do on demand): the next listing streams again rather than
     turn to pages for good."""
-
-    from aiohttp import web
-
     streams = 0
     pages = 0
     added = b'{"type": "ADDED", "object": {"metadata": {"name": "team-a", "resourceVersion": "5"}}}\n'
-    end = (
-        b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5", "annotations": '
-        b'{"k8s.io/initial-events-end": "true"}}}}\n'
-    )
 
     async def collection(request: web.Request) -> web.StreamResponse:
         nonlocal streams, pages
@@ -196,69 +214,16 @@ async def test_a_stream_dropped_on_the_way_is_tried_again() -> None:
             assert request.transport is not None
             request.transport.close()  # dropped before the end of the initial events
             return response
-        await response.write(end)
+        await response.write(INITIAL_EVENTS_END)
         return response
 
-    app = web.Application()
-    app.router.add_get(NAMESPACES.path, collection)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    recorder = Recorder()
-    session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
-    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names)
-    try:
+    async with fake_namespaces(collection, run=False) as (watcher, recorder):
         with contextlib.suppress(Exception):
             await watcher.relist()
         assert watcher.streams_lists is None and streams == 1  # still not known
         await watcher.relist()
         assert watcher.streams_lists is True and streams == 2 and pages == 0
         assert watcher.synced.is_set() and ("upsert", "team-a") in recorder.calls
-    finally:
-        await session.close()
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def fake_namespaces(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> AsyncIterator[Watcher]:
-    """A Watcher of namespaces against `handler`, an HTTP server for what the real apiserver cannot
-    be made to answer on demand; stopped on exit."""
-    app = web.Application()
-    app.router.add_get(NAMESPACES.path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    recorder = Recorder()
-    session = ApiSession(client.Configuration(host=f"http://127.0.0.1:{port}"))
-    watcher = Watcher(session, NAMESPACES, recorder.upsert, recorder.delete, recorder.names)
-    task = asyncio.create_task(watcher.run())
-    try:
-        yield watcher
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await session.close()
-        await runner.cleanup()
-
-
-INITIAL_EVENTS_END = (
-    b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5", "annotations": '
-    b'{"k8s.io/initial-events-end": "true"}}}}\n'
-)
-TOO_MANY = b'{"kind": "Status", "message": "storage is (re)initializing", "code": 429}'
-
-
-async def end_of_initial_events(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse()
-    await response.prepare(request)
-    await response.write(INITIAL_EVENTS_END)
-    return response
 
 
 @pytest.mark.parametrize(("header", "low", "high"), [("2", 1.9, 3.0), ("0", 0.45, 1.0)])
@@ -275,7 +240,7 @@ async def test_a_refusal_with_retry_after_is_retried_when_the_server_asked(
             return web.Response(status=429, body=TOO_MANY, headers={"Retry-After": header})
         return await end_of_initial_events(request)
 
-    async with fake_namespaces(collection) as watcher:
+    async with fake_namespaces(collection) as (watcher, _):
         await asyncio.wait_for(watcher.synced.wait(), 10)
         assert low <= arrivals[1] - arrivals[0] < high
         assert watcher.streams_lists is True  # a refusal for now says nothing of the stream
