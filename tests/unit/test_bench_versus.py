@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench import charts, corpus, versus_go
+from bench import charts, corpus, service_bench, versus_go
 
 
 def _run(server: str, rps: float, p99: float = 1.0) -> versus_go.Run:
@@ -53,3 +53,22 @@ def test_charts_are_drawn_from_the_rows(tmp_path: Path):
     charts.draw(tmp_path, scale, versus)
     for name, _ in charts.CHARTS:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG"), name
+
+
+def test_readiness_at_the_largest_k_is_the_median_of_the_start_and_its_restarts():
+    start = service_bench.Start(
+        writer=False,
+        engine="direct",
+        scopes=service_bench.LARGEST_SCOPES,
+        ready_seconds=14.7,
+        settle_seconds=0.0,
+        cpu_seconds=11.2,
+        statuses=0,
+        copies=0,
+        rss_ready_mib=170.0,
+        rss_settled_mib=170.0,
+    )
+    assert start.ready_text() == "14.7"
+    start.add_restarts([8.1, 9.0])
+    assert start.ready_seconds == 9.0
+    assert start.ready_text() == "9.0 (14.7, 8.1, 9.0)"
