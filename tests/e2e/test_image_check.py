@@ -289,3 +289,39 @@ def test_cluster_commands_read_the_live_configuration(
 
     code, _, err = _cli("explain", *cluster, "--pod", "acme-chaos/nope")
     assert (code, err) == (1, "error: --pod: Pod acme-chaos/nope not found\n")
+
+
+def test_check_admission_sees_the_chaos_pod_rewritten_through_the_apiserver(
+    plane: ControlPlane, registry: Registry, checking_webhook: WebhookProcess
+):
+    kubeconfig = ("--kubeconfig", str(plane.kubeconfig))
+    expect = ("--expect-registry", f"{registry.host}/mirror")
+
+    code, out, err = _cli("check-admission", *kubeconfig, "--namespace", "acme-chaos", *expect)
+    assert (code, err) == (0, ""), err
+    assert out.startswith(
+        f"ok: a chaos pod in namespace acme-chaos was admitted as {registry.host}/mirror/chaos-runner:3.11.0 "
+        "(from litmuschaos/chaos-runner:3.11.0) after 1 attempt(s)"
+    )
+
+    pods = plane.kubectl("get", "pods", "-n", "acme-chaos", "-o", "name")
+    assert "chaos-registry-admission-check" not in pods.stdout, "a dry run: nothing is created"
+
+    # A namespace no registry covers: the pod comes back as it was sent, until the timeout.
+    plane.kubectl("create", "namespace", "uncovered")
+    code, out, err = _cli(
+        "check-admission", *kubeconfig, "--namespace", "uncovered", *expect, "--timeout", "0"
+    )
+    assert (code, out) == (1, "")
+    assert err == (
+        "chaos-registry check-admission: error: after 1 attempt(s) in 0 s: the chaos pod came back unchanged "
+        f"(litmuschaos/chaos-runner:3.11.0), not rewritten to {registry.host}/mirror/chaos-runner:3.11.0\n"
+    )
+
+    # The apiserver's refusal, in its own words, at once.
+    code, out, err = _cli("check-admission", *kubeconfig, "--namespace", "absent", *expect)
+    assert (code, out) == (1, "")
+    assert err == (
+        "chaos-registry check-admission: error: the API server refused the chaos pod: "
+        'HTTP 404: namespaces "absent" not found\n'
+    )

@@ -32,6 +32,9 @@ CHECK_POD_NAME = "chaos-registry-admission-check"
 
 # Statuses worth asking again: the webhook is not reachable yet, or the API server is busy.
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Seconds to connect and to read the answer of one dry-run create: the apiserver waits for the
+# webhook's answer (its timeoutSeconds, at most 30) before it answers.
+REQUEST_SECONDS = (5.0, 35.0)
 
 
 class CheckFailed(Exception):
@@ -151,24 +154,21 @@ def run_check(
 
 def dry_run_creator(kubeconfig: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A dry-run pod create with the in-cluster configuration (in a pod) or the kubeconfig."""
-    from kubernetes import client
     from kubernetes.config import ConfigException
 
     from webhook.service.kube import client as kube_client
+    from webhook.service.kube.resources import Resources, core_path
 
     try:
         configuration = kube_client.load_client_configuration(kubeconfig)
     except (ConfigException, OSError) as error:
         source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config (no in-cluster configuration)"
         raise CheckFailed(" ".join(f"no cluster to ask with {source}: {error}".split())) from None
-    # Any: the raw response (`_preload_content=False`) is not what the client's stubs declare.
-    api: Any = client.CoreV1Api(kube_client.api_client(configuration))
+    resources = Resources(kube_client.api_client(configuration), timeout=REQUEST_SECONDS)
 
     def create(pod: dict[str, Any]) -> dict[str, Any]:
-        response = api.create_namespaced_pod(
-            pod["metadata"]["namespace"], pod, dry_run="All", _preload_content=False, _request_timeout=(5, 35)
-        )
-        admitted: dict[str, Any] = json.loads(response.data)
+        path = core_path("pods", pod["metadata"]["namespace"])
+        admitted: dict[str, Any] = resources.request("POST", path, "object", pod, query={"dryRun": "All"})
         return admitted
 
     return create

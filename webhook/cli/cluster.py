@@ -7,29 +7,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from kubernetes import config
+from kubernetes.client import ApiException
+
 from webhook.core.loader import ConfigError, LoadedConfig, parse_defaults_configmap, parse_registry
-from webhook.core.models import API_GROUP, DEFAULTS_CONFIGMAP, KIND, PLURAL, load_defaults
+from webhook.core.models import API_VERSION, DEFAULTS_CONFIGMAP, KIND, PLURAL, load_defaults
 from webhook.registrycheck.check import SecretCredentials, SecretRef, secret_credentials
+from webhook.service.kube.resources import Resources, core_path, group_path
+
+REQUEST_SECONDS = 30.0
 
 
 class Cluster:
-    """Reads through the official client; every failure becomes one ConfigError line."""
+    """Reads by path through kubernetes' ApiClient (service/kube/resources.py says why not its
+    generated API classes); every failure becomes one ConfigError line."""
 
     def __init__(self, kubeconfig: str | None, context: str | None = None) -> None:
-        from kubernetes import client, config
-
         try:
-            self._api = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
         except Exception as error:  # the client raises several unrelated types for a bad kubeconfig
             raise ConfigError([f"kubeconfig: {_line(error)}"]) from None
-        self._core = client.CoreV1Api(self._api)
-        self._custom = client.CustomObjectsApi(self._api)
+        self._resources = Resources(api, timeout=REQUEST_SECONDS)
 
-    def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client import ApiException
-
+    def _get(self, what: str, path: str) -> Any:
+        """The object or list at `path` as its JSON decodes; None where there is none (404)."""
         try:
-            return function(*args, _request_timeout=30, **kwargs)
+            return self._resources.get(path, "object")
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -41,13 +44,7 @@ class Cluster:
         """What the webhook's watches would see; invalid resources are skipped with a warning, as
         the webhook ignores them."""
         loaded = LoadedConfig()
-        listed = self._call(
-            "ChaosImageRegistry resources",
-            self._custom.list_cluster_custom_object,
-            API_GROUP,
-            "v1alpha1",
-            PLURAL,
-        )
+        listed = self._get(f"{KIND} resources", group_path(API_VERSION, PLURAL))
         if listed is None:
             raise ConfigError([f"cluster: the {KIND} CRD is not installed"])
         for item in listed.get("items", []):
@@ -58,20 +55,19 @@ class Cluster:
                 continue
             loaded.registries.append(parsed)
             loaded.sources[f"{KIND}/{name}"] = f"cluster {KIND}/{name}"
-        namespaces = self._call("namespaces", self._core.list_namespace)
-        for namespace in namespaces.items if namespaces is not None else []:
-            loaded.namespaces[namespace.metadata.name] = dict(namespace.metadata.labels or {})
-            loaded.sources[f"Namespace/{namespace.metadata.name}"] = (
-                f"cluster Namespace/{namespace.metadata.name}"
-            )
-        configmap = self._call(
+        namespaces = self._get("namespaces", core_path("namespaces"))
+        for namespace in namespaces.get("items", []) if namespaces is not None else []:
+            metadata = namespace.get("metadata") or {}
+            name = metadata.get("name")
+            if isinstance(name, str):
+                loaded.namespaces[name] = dict(metadata.get("labels") or {})
+                loaded.sources[f"Namespace/{name}"] = f"cluster Namespace/{name}"
+        configmap = self._get(
             f"ConfigMap {release_namespace}/{DEFAULTS_CONFIGMAP}",
-            self._core.read_namespaced_config_map,
-            DEFAULTS_CONFIGMAP,
-            release_namespace,
+            core_path("configmaps", release_namespace, DEFAULTS_CONFIGMAP),
         )
         if configmap is not None:
-            override, problems = parse_defaults_configmap({"data": configmap.data or {}})
+            override, problems = parse_defaults_configmap({"data": configmap.get("data") or {}})
             if problems:
                 warnings.append(
                     f"ConfigMap {release_namespace}/{DEFAULTS_CONFIGMAP} is invalid, built-in defaults used: "
@@ -85,19 +81,18 @@ class Cluster:
     def secrets(self, refs: Iterable[SecretRef]) -> dict[SecretRef, SecretCredentials]:
         found: dict[SecretRef, SecretCredentials] = {}
         for ref in sorted(set(refs)):
-            secret = self._call(f"Secret {ref}", self._core.read_namespaced_secret, ref.name, ref.namespace)
+            secret = self._get(f"Secret {ref}", core_path("secrets", ref.namespace, ref.name))
             if secret is None:
                 found[ref] = f"Secret {ref} not found"
                 continue
-            found[ref] = secret_credentials(ref, secret.data or {})
+            found[ref] = secret_credentials(ref, secret.get("data") or {})
         return found
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
-        pod = self._call(f"Pod {namespace}/{name}", self._core.read_namespaced_pod, name, namespace)
+        pod: dict[str, Any] | None = self._get(f"Pod {namespace}/{name}", core_path("pods", namespace, name))
         if pod is None:
             raise ConfigError([f"--pod: Pod {namespace}/{name} not found"])
-        result: dict[str, Any] = self._api.sanitize_for_serialization(pod)
-        return result
+        return pod
 
 
 def _line(error: BaseException) -> str:

@@ -45,9 +45,10 @@ def _path(prefix: str, plural: str, namespace: str | None, name: str | None) -> 
 
 class Resources:
     """Requests to one apiserver; `model` names the kubernetes model class of the answer ("V1Secret";
-    "object" for a plain dict). `timeout` (seconds, None: none) applies to every request."""
+    "object" for a plain dict). `timeout` (seconds, or (connect, read) seconds; None: none) applies
+    to every request."""
 
-    def __init__(self, api: client.ApiClient, timeout: float | None = None) -> None:
+    def __init__(self, api: client.ApiClient, timeout: float | tuple[float, float] | None = None) -> None:
         self.api = api
         self.timeout = timeout
 
