@@ -72,3 +72,6 @@ def test_readiness_at_the_largest_k_is_the_median_of_the_start_and_its_restarts(
     start.add_restarts([8.1, 9.0])
     assert start.ready_seconds == 9.0
     assert start.ready_text() == "9.0 (14.7, 8.1, 9.0)"
+    start.ready_seconds = 14.7
+    start.add_restarts([8.1])  # one restart failed: the higher of the two
+    assert start.ready_text() == "14.7 (14.7, 8.1)"
