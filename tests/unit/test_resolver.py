@@ -373,6 +373,18 @@ def test_conflicting_resources_oldest_wins_ties_by_name(
     assert sorted(e.name for e in index.entries()) == sorted(n for n, _ in entries)
 
 
+def test_every_entry_is_found_by_name_winners_and_losers_alike() -> None:
+    entries = [
+        make_entry("old", ORG, created=at(1)),
+        make_entry("new", ORG, created=at(2)),
+        make_entry("infra", INFRA),
+    ]
+    index = RegistryIndex(entries)
+    by_name = index.by_name()
+    assert dict(by_name) == {entry.name: entry for entry in entries}
+    assert index.by_name() is by_name, "built once, kept with the index"
+
+
 def test_a_conflict_loser_neither_applies_nor_locks(defaults: DefaultsConfig) -> None:
     effective = resolve(
         defaults,

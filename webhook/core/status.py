@@ -213,19 +213,15 @@ def desired_status(
     record: RegistryRecord,
     sources: SecretSources,
     now: datetime,
-    entries: Mapping[str, RegistryEntry] | None = None,
     availability: Availability | None = None,
 ) -> dict[str, Any]:
     """The owned part of `record`'s status (OWNED_STATUS_FIELDS), given its current status.
 
-    `entries` maps names to index entries (built once per round by `desired_statuses`); a record
-    with problems, or missing from the index, is reported Invalid.
+    A record with problems, or missing from the index, is reported Invalid.
     """
     entry = None
-    if entries is None:
-        entries = {e.name: e for e in config.index.entries()}
     if not record.problems:
-        entry = entries.get(record.name)
+        entry = config.index.by_name().get(record.name)
     generation = record.generation
     if entry is None:
         problems = "; ".join(record.problems) or "the resource could not be read"
@@ -265,10 +261,7 @@ def desired_statuses(
     availability: Availability | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Name -> desired owned status, for every record."""
-    entries = {entry.name: entry for entry in config.index.entries()}
-    return {
-        record.name: desired_status(config, record, sources, now, entries, availability) for record in records
-    }
+    return {record.name: desired_status(config, record, sources, now, availability) for record in records}
 
 
 def owned(status: Mapping[str, Any]) -> dict[str, Any]:
