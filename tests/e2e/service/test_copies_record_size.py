@@ -1,0 +1,60 @@
+"""The copies record at the size 100,000 bound namespaces need, through the real apiserver.
+
+A fifth of them under a Private registry is 52,500 Secret copies: more than the record's plain text
+fits in a ConfigMap. The apiserver must take it gzipped in binaryData (its limit counts binaryData
+as bytes, not as their base64), and a new leader must read it back whole.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+import kubernetes
+import pytest
+
+from webhook.service.writer.record import COMPRESSED_KEY, CopiesRecord, RecordTooLarge
+
+
+def test_a_record_of_52500_copies_is_saved_and_read_back_whole(
+    kube_api: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    copies = {(f"bench-a{i // 40}-o{i % 3}-p{i % 9}-i{i % 27}-{i}", "acme-pull"): "chaos-system/acme-pull"
+              for i in range(52_500)}  # fmt: skip
+    writer = CopiesRecord(kube_api, namespace, "chaos-registry-webhook-copies", 30.0)
+    writer.load()
+    writer.save(copies)
+
+    reader = CopiesRecord(kube_api, namespace, "chaos-registry-webhook-copies", 30.0)
+    reader.load()
+    assert reader.entries == copies
+    configmap = kubernetes.client.CoreV1Api(kube_api).read_namespaced_config_map(
+        "chaos-registry-webhook-copies", namespace
+    )
+    assert set(configmap.binary_data or {}) == {COMPRESSED_KEY} and not configmap.data
+
+    # Back under the plain limit: the plain keys again, and the packed one gone.
+    fewer = dict(list(copies.items())[:1_000])
+    reader.save(fewer)
+    again = CopiesRecord(kube_api, namespace, "chaos-registry-webhook-copies", 30.0)
+    again.load()
+    assert again.entries == fewer
+    configmap = kubernetes.client.CoreV1Api(kube_api).read_namespaced_config_map(
+        "chaos-registry-webhook-copies", namespace
+    )
+    assert not configmap.binary_data and set(configmap.data) == {"copies.json", "copies.v2.json"}
+
+
+def test_a_record_beyond_what_gzip_fits_is_refused_before_any_request(
+    kube_api: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    names = random.Random(11)
+    letters = string.ascii_letters + string.digits
+    copies = {
+        ("".join(names.choices(letters, k=40)), "acme-pull"): "chaos-system/acme-pull" for _ in range(60_000)
+    }
+    writer = CopiesRecord(kube_api, namespace, "chaos-registry-webhook-copies", 30.0)
+    writer.load()
+    with pytest.raises(RecordTooLarge):
+        writer.save(copies)
+    assert writer.entries == {}
