@@ -244,7 +244,7 @@ async def serve(
     try:
         ready = time.perf_counter() - began
         rss_ready = procstat.rss_mib(process.pid)
-        settle = await asyncio.to_thread(procstat.wait_idle, process.pid, 0.05, 2.0, settle_limit)
+        settle = await asyncio.to_thread(procstat.wait_idle, process.pid, 0.05, 2.0, settle_limit, log)
         text = log.read_text(errors="replace")
         start = Start(
             writer=writer,
