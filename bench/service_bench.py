@@ -903,7 +903,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--writer-at-largest",
         action="store_true",
-        help=f"keep the writer on at K={LARGEST_SCOPES:,} too (its settling takes minutes)",
+        help=f"keep the writer on at K={LARGEST_SCOPES:,} too (a first pass of 20 min: raise --settle-limit)",
     )
     parser.add_argument(
         "--quick",
