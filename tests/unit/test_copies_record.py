@@ -152,6 +152,7 @@ def test_every_key_is_read_plain_or_packed() -> None:
         base64.b64encode(b"not gzip").decode(),
         base64.b64encode(gzip.compress(b"\xff\xfe not text")).decode(),
         base64.b64encode(gzip.compress(b"[]")[:-6]).decode(),  # cut short
+        base64.b64encode(gzip.compress(b"[]") + gzip.compress(b"{}")).decode(),  # followed by more
     ],
 )
 def test_a_packed_record_that_does_not_unpack_is_read_as_empty(value: str) -> None:

@@ -21,7 +21,16 @@ import pytest
 from controlplane.webhook import WebhookProcess
 from tests.e2e.service.conftest import WEBHOOK_NAMESPACE, Cluster, wait_for
 from tests.reliability import figures
-from webhook.service.writer.record import GROUPED_KEY, LEGACY_KEY, MAX_CONFIGMAP_DATA_BYTES, data_size
+from webhook.service.writer.record import (
+    COMPRESSED_KEY,
+    GROUPED_KEY,
+    LEGACY_KEY,
+    MAX_CONFIGMAP_DATA_BYTES,
+    data_size,
+    pack,
+    read_data,
+    record_text,
+)
 
 TIMEOUT = 20.0
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -286,9 +295,14 @@ def first_release_reader(text: str | None) -> dict[tuple[str, str], str]:
 
 def edit_record(cluster: Cluster, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
     """Replace the record's data as another writer would (guarded by resourceVersion, retried)."""
+    edit_configmap(cluster, lambda configmap: setattr(configmap, "data", change(dict(configmap.data or {}))))
+
+
+def edit_configmap(cluster: Cluster, change: Callable[[Any], None]) -> None:
+    """Change the record's ConfigMap in place and replace it (guarded by resourceVersion, retried)."""
     for _ in range(20):
         configmap = cluster.core.read_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE)
-        configmap.data = change(dict(configmap.data or {}))
+        change(configmap)
         try:
             cluster.core.replace_namespaced_config_map(COPIES_CONFIGMAP, WEBHOOK_NAMESPACE, configmap)
             return
@@ -387,17 +401,22 @@ def test_a_record_near_the_configmap_limit_makes_an_event_and_no_unrecorded_copy
     padding_key = "test-padding.json"  # a key this release does not know: kept on every save
     events_before = len(record_full_events(cluster))
 
-    def fill(current: dict[str, str]) -> dict[str, str]:
-        kept = {k: v for k, v in current.items() if k != LEGACY_KEY}  # left out when full anyway
-        room = MAX_CONFIGMAP_DATA_BYTES - data_size(kept) - len(padding_key)
-        return {**kept, padding_key: "x" * (room - 4)}  # 4 bytes left: no new copy name fits
+    def fill(configmap: Any) -> None:
+        # The record packed, as the writer keeps it past the plain limit, and padding up to the
+        # limit's last byte: whatever one more copy adds, packed or not, cannot fit.
+        data, binary = dict(configmap.data or {}), dict(configmap.binary_data or {})
+        packed = pack(record_text(read_data(data, binary)))
+        kept = {k: v for k, v in data.items() if k not in (LEGACY_KEY, GROUPED_KEY)}
+        used = data_size(kept) + len(padding_key) + len(COMPRESSED_KEY) + len(base64.b64decode(packed))
+        configmap.data = {**kept, padding_key: "x" * (MAX_CONFIGMAP_DATA_BYTES - used)}
+        configmap.binary_data = {**binary, COMPRESSED_KEY: packed}
 
     def unfill(current: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in current.items() if k != padding_key}
 
     try:
         with ChaosPods(cluster, team) as pods:
-            edit_record(cluster, fill)
+            edit_configmap(cluster, fill)
             later = cluster.namespace()
             started = time.monotonic()
             event = wait_for(

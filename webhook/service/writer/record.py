@@ -45,7 +45,7 @@ COMPRESSED_KEY = "copies.v2.json.gz"
 # The API server's limit on a ConfigMap's data and binaryData (counted here with the keys' lengths).
 MAX_CONFIGMAP_DATA_BYTES = 1_048_576
 # Far more than a full ConfigMap's record unpacks to: what unpacks to more is not ours.
-MAX_RECORD_TEXT_BYTES = 64 * 1024 * 1024
+MAX_RECORD_TEXT_BYTES = 16 * 1024 * 1024
 
 # A copy's place: (namespace, name); its source: "namespace/name", as in the ConfigMap.
 Target = tuple[str, str]
@@ -179,8 +179,8 @@ def unpack(value: str) -> str | None:
     try:
         unzip = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # the gzip format
         text = unzip.decompress(base64.b64decode(value, validate=True), MAX_RECORD_TEXT_BYTES)
-        if unzip.unconsumed_tail or not unzip.eof:
-            raise ValueError(f"over {MAX_RECORD_TEXT_BYTES:,} bytes unpacked, or cut short")
+        if unzip.unconsumed_tail or not unzip.eof or unzip.unused_data:
+            raise ValueError(f"over {MAX_RECORD_TEXT_BYTES:,} bytes unpacked, cut short, or followed by more")
         return text.decode()
     except (binascii.Error, zlib.error, ValueError) as error:  # UnicodeDecodeError is a ValueError
         logger.warning(
