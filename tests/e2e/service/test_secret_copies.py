@@ -407,9 +407,10 @@ def test_a_record_near_the_configmap_limit_makes_an_event_and_no_unrecorded_copy
         data, binary = dict(configmap.data or {}), dict(configmap.binary_data or {})
         packed = pack(record_text(read_data(data, binary)))
         kept = {k: v for k, v in data.items() if k not in (LEGACY_KEY, GROUPED_KEY)}
-        used = data_size(kept) + len(padding_key) + len(COMPRESSED_KEY) + len(base64.b64decode(packed))
+        binary[COMPRESSED_KEY] = packed
+        used = data_size(kept, binary) + len(padding_key)
         configmap.data = {**kept, padding_key: "x" * (MAX_CONFIGMAP_DATA_BYTES - used)}
-        configmap.binary_data = {**binary, COMPRESSED_KEY: packed}
+        configmap.binary_data = binary
 
     def unfill(current: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in current.items() if k != padding_key}

@@ -189,9 +189,11 @@ def unpack(value: str) -> str | None:
         return None
 
 
-def data_size(data: Mapping[str, str]) -> int:
-    """A ConfigMap's data as the API server measures it against its limit."""
-    return sum(len(key.encode()) + len(value.encode()) for key, value in data.items())
+def data_size(data: Mapping[str, str], binary: Mapping[str, str] | None = None) -> int:
+    """A ConfigMap's data and binaryData (base64) as the API server measures them against its
+    limit: binaryData as its bytes, not as their base64 (the keys are counted too, to be safe)."""
+    plain = sum(len(key.encode()) + len(value.encode()) for key, value in data.items())
+    return plain + sum(len(key) + len(base64.b64decode(value)) for key, value in (binary or {}).items())
 
 
 def record_data(
@@ -200,20 +202,13 @@ def record_data(
     """What the ConfigMap holds for `record`: both plain formats where they fit, else the grouped
     one, else the grouped one gzipped. Raises RecordTooLarge when even that does not fit."""
     binary = dict(unknown_binary or {})
-    # binaryData counts as its bytes, not as its base64.
-    binary_size = sum(len(key) + len(base64.b64decode(value)) for key, value in binary.items())
     text = record_text(record)
     data = {**unknown, GROUPED_KEY: text}
-    size = data_size(data) + binary_size
+    size = data_size(data, binary)
     if size > MAX_CONFIGMAP_DATA_BYTES:
         data = dict(unknown)
         binary[COMPRESSED_KEY] = pack(text)
-        size = (
-            data_size(data)
-            + binary_size
-            + len(COMPRESSED_KEY)
-            + len(base64.b64decode(binary[COMPRESSED_KEY]))
-        )
+        size = data_size(data, binary)
         if size > MAX_CONFIGMAP_DATA_BYTES:
             raise RecordTooLarge(size)
         return RecordData(data, binary, (GROUPED_KEY, LEGACY_KEY))
