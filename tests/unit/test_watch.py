@@ -13,7 +13,7 @@ from aiohttp import web
 from kubernetes import client
 
 from webhook.service.kube.session import ApiSession
-from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError, _refused
+from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError, _refused, _spread
 
 
 class Recorder:
@@ -138,6 +138,94 @@ def test_other_errors_and_malformed_events_are_one_line_errors(
         watcher.apply_event(payload)
     assert str(raised.value) == message
     assert recorder.calls == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retry_after"),
+    [
+        ({"code": 429, "message": "slow down", "details": {"retryAfterSeconds": 3}}, 429, 3.0),
+        ({"code": 500, "message": "watch chan error"}, 500, None),
+        ({"code": 503, "details": {"retryAfterSeconds": -1}}, 503, None),
+        ({"code": 429, "details": {"retryAfterSeconds": "3"}}, 429, None),
+        ({"code": 429, "details": {"retryAfterSeconds": True}}, 429, None),
+        ({"code": "500", "message": "a code as text"}, None, None),
+        ({"code": True, "message": "a code as a boolean"}, None, None),
+    ],
+)
+def test_an_error_event_carries_its_code_and_the_wait_it_asks_for(
+    watched: tuple[Watcher, Recorder], status: dict[str, Any], code: int | None, retry_after: float | None
+) -> None:
+    """As an HTTP answer's status and Retry-After do: 429 and 5xx resume the watch where it was."""
+    watcher, _ = watched
+    with pytest.raises(WatchError) as raised:
+        watcher.apply_event({"type": "ERROR", "object": status})
+    assert raised.value.status == code and raised.value.retry_after == retry_after
+    assert raised.value.for_now is (code is not None)
+
+
+async def test_an_error_event_in_a_watch_resumes_it_where_it_was() -> None:
+    """The apiserver ending a watch with an ERROR event, 500 (its watch cache re-initialising):
+    the watch is asked for again from the last resourceVersion, not everything listed again."""
+    requests: list[dict[str, str]] = []
+    release = asyncio.Event()
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        requests.append(dict(request.query))
+        if "sendInitialEvents" in request.query:
+            return await end_of_initial_events(request)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if len(requests) == 2:
+            await response.write(
+                b'{"type": "ADDED", "object": {"metadata": {"name": "team-a", "resourceVersion": "6"}}}\n'
+                b'{"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "internal"}}\n'
+            )
+            return response
+        await release.wait()  # a quiet watch
+        return response
+
+    async with fake_namespaces(collection) as (_, recorder):
+        while len(requests) < 3:
+            await asyncio.sleep(0.05)
+        release.set()
+        assert ("upsert", "team-a") in recorder.calls
+    assert ["sendInitialEvents" in query for query in requests] == [True, False, False]
+    assert requests[2].get("resourceVersion") == "6"
+
+
+async def test_error_events_in_streamed_lists_do_not_turn_listings_to_pages() -> None:
+    """A streamed list ended by the server's own ERROR event, twice in a row, is not a server that
+    ignores sendInitialEvents: the next listing streams again rather than read pages from etcd."""
+    streams = 0
+
+    async def collection(request: web.Request) -> web.StreamResponse:
+        nonlocal streams
+        assert "sendInitialEvents" in request.query, "listed in pages"
+        streams += 1
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if streams <= 2:
+            await response.write(
+                b'{"type": "ERROR", "object": {"kind": "Status", "code": 429, "message": "slow down"}}\n'
+            )
+            return response
+        await response.write(INITIAL_EVENTS_END)
+        return response
+
+    async with fake_namespaces(collection, run=False) as (watcher, _):
+        for _ in range(2):
+            with pytest.raises(WatchError):
+                await watcher.relist()
+        assert watcher.streams_lists is None
+        await watcher.relist()
+        assert watcher.streams_lists is True and streams == 3 and watcher.synced.is_set()
+
+
+def test_pauses_are_spread_up_to_half_again() -> None:
+    """Replicas that lost the apiserver together must not retry in step."""
+    pauses = [_spread(2.0) for _ in range(1000)]
+    assert all(2.0 <= pause <= 3.0 for pause in pauses)
+    assert max(pauses) - min(pauses) > 0.5
 
 
 def test_an_object_without_a_name_is_skipped(watched: tuple[Watcher, Recorder]) -> None:

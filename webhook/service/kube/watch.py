@@ -167,7 +167,8 @@ class Watcher:
 
     async def run(self) -> None:
         """For ever: list when needed, then watch; after any failure, pause (doubling up to 10 s,
-        or as long as a refusal's Retry-After asks) and go on. Only cancellation ends it."""
+        each up to half again longer, or as long as a refusal's Retry-After asks) and go on. Only
+        cancellation ends it."""
         loop = asyncio.get_running_loop()
         pause = RETRY_SECONDS[0]
         waited_as_asked = 0.0  # in a row
@@ -215,7 +216,7 @@ class Watcher:
                 waited_as_asked += wait
                 await asyncio.sleep(wait)
                 continue
-            await asyncio.sleep(max(pause, min(asked or 0.0, RETRY_AFTER_SECONDS[0])))
+            await asyncio.sleep(max(_spread(pause), min(asked or 0.0, RETRY_AFTER_SECONDS[0])))
             pause = min(pause * 2, RETRY_SECONDS[1])
 
     def _stalled(self) -> None:
@@ -275,12 +276,13 @@ class Watcher:
                 )
                 self.streams_lists = False
                 seen.clear()
-            except Exception:
+            except Exception as error:
                 # Unanswered (the apiserver unreachable, or refusing for now: 429 while its caches
-                # fill after a restart) says nothing of the feature: the next listing streams again
-                # rather than read every page from etcd. Answered, then ended before the initial
-                # events did: a dropped connection, or a server that ignores sendInitialEvents.
-                if self._answered:
+                # fill after a restart), or ended by an error event the server sent, says nothing
+                # of the feature: the next listing streams again rather than read every page from
+                # etcd. Answered, then ended without a word before the initial events did: a
+                # dropped connection, or a server that ignores sendInitialEvents.
+                if self._answered and not _said_why(error):
                     self._unfinished_streams += 1
                     if self._unfinished_streams >= UNFINISHED_STREAMS:
                         logger.warning(
@@ -443,6 +445,17 @@ class Watcher:
             self.resource_version = version
 
 
+def _spread(pause: float) -> float:
+    """A pause made up to half again longer at random: replicas that lost the apiserver together
+    (its restart) would otherwise come back in step, each retry a burst of lists at once."""
+    return pause * random.uniform(1.0, 1.5)
+
+
+def _said_why(error: BaseException) -> bool:
+    """An error event of the server's (a Status with its code) rather than a stream cut short."""
+    return isinstance(error, Expired) or (isinstance(error, WatchError) and error.status is not None)
+
+
 def _parts(event: Any) -> tuple[Any, dict[str, Any]]:
     """The type and object of a decoded watch event; an ERROR event raises (410: Expired)."""
     kind = event.get("type") if isinstance(event, dict) else None
@@ -450,10 +463,23 @@ def _parts(event: Any) -> tuple[Any, dict[str, Any]]:
     if not isinstance(body, dict):
         raise WatchError(f"malformed watch event of type {kind!r}")
     if kind == "ERROR":
-        if body.get("code") == 410:
+        code = body.get("code")
+        if code == 410:
             raise Expired()
-        raise WatchError(status_text(body))
+        # As an HTTP answer would: 429 and 5xx are refusals for now, the watch resumed where it was
+        # rather than everything listed again (at 100,000 objects, seconds of the apiserver's CPU).
+        status = code if isinstance(code, int) and not isinstance(code, bool) else None
+        raise WatchError(status_text(body), status, _retry_after_seconds(body))
     return kind, body
+
+
+def _retry_after_seconds(status: dict[str, Any]) -> float | None:
+    """The wait a Status object asks for (`details.retryAfterSeconds`), if it is whole seconds."""
+    details = status.get("details")
+    seconds = details.get("retryAfterSeconds") if isinstance(details, dict) else None
+    if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(seconds)
+    return None
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
