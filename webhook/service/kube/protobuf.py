@@ -6,10 +6,10 @@ is slower than this process, and less load on it from every replica's listing.
 
 Only what the namespace watch reads is decoded: the event's type and, of the object's ObjectMeta,
 name, resourceVersion, labels and annotations (the end-of-initial-events bookmark); of an ERROR
-event's Status, code, reason and message. Everything else (managedFields above all) is skipped by
-its length. An event laid out as the apiserver writes it is read in one pass (`_usual_event`);
-any other layout, and anything malformed, field by field (`_event_by_fields`), which also words
-every error.
+event's Status, code, reason, message and the wait it asks for. Everything else (managedFields
+above all) is skipped by its length. An event laid out as the apiserver writes it is read in one
+pass (`_usual_event`); any other layout, and anything malformed, field by field
+(`_event_by_fields`), which also words every error.
 
 The layout is Kubernetes' wire contract (k8s.io/apimachinery generated.proto and the protobuf
 serializer), stated here as much as is used:
@@ -20,7 +20,8 @@ serializer), stated here as much as is used:
   2: kind}, 2: raw bytes (the object), 3: contentEncoding, 4: contentType};
 - `PartialObjectMetadata` {1: ObjectMeta}; ObjectMeta {1: name, 6: resourceVersion,
   11: labels, 12: annotations}, each map a repeated entry {1: key, 2: value};
-- `Status` {3: message, 4: reason, 6: code (varint)}.
+- `Status` {3: message, 4: reason, 5: details StatusDetails {5: retryAfterSeconds (varint)},
+  6: code (varint)}.
 
 Events come out shaped as their JSON counterparts (`{"type": ..., "object": {"metadata": ...}}`),
 so the watch handles both encodings alike. Malformed input raises ProtobufError (a ValueError)
@@ -144,6 +145,11 @@ def _status(data: bytes, start: int, end: int) -> dict[str, Any]:
             status["message"] = _text(data, field_start, field_end)
         elif number == 4 and field_end >= 0:
             status["reason"] = _text(data, field_start, field_end)
+        elif number == 5 and field_end >= 0:
+            for detail, value, detail_end in _fields(data, field_start, field_end):
+                # retryAfterSeconds, an int32: a negative one arrives as a ten-byte varint.
+                if detail == 5 and detail_end < 0 and value < 2**31:
+                    status["details"] = {"retryAfterSeconds": value}
         elif number == 6 and field_end < 0:
             status["code"] = field_start
     return status
