@@ -256,6 +256,28 @@ def test_the_loop_starts_each_leadership_with_nothing_cached() -> None:
     assert writer.failures.count == 0
 
 
+async def test_a_round_makes_the_copies_before_it_writes_statuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pods cannot pull without their copy; a status can wait (at 100,000 registries a first round
+    of statuses takes minutes). A status that cannot even be computed stops nothing."""
+    from webhook.service.writer import Writer
+
+    writer = Writer(private_state(), client.ApiClient(), OPTIONS)
+    calls: list[str] = []
+
+    async def copies(snapshot: Any, sources: Any) -> None:
+        calls.append("copies")
+
+    async def statuses(snapshot: Any, sources: Any) -> bool:
+        calls.append("statuses")
+        return False
+
+    monkeypatch.setattr(writer.copies, "reconcile", copies)
+    monkeypatch.setattr(writer.statuses, "reconcile", statuses)
+    await writer.reconcile()
+    await writer.reconcile()
+    assert calls == ["copies", "statuses", "copies", "statuses"]
+
+
 class RecordedEvents:
     """The EventPoster's ConfigMap side, kept in a list (the real one is tested in tests/e2e)."""
 

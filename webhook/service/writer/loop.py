@@ -1,4 +1,4 @@
-"""The write side's loop (run by the Lease holder only): status, then pull-secret copies, each round.
+"""The write side's loop (run by the Lease holder only): pull-secret copies, then status, each round.
 
 Each round compares what `webhook.core.status` says should be true with what the API holds and
 writes only the difference (statuses.py, copies.py, with Events from events.py); then it waits for
@@ -73,12 +73,14 @@ class Writer:
             await asyncio.wait_for(self.state.wait_changed(), self.options.resync_interval)
 
     async def reconcile(self) -> None:
-        """One round: status first (cheap, what users look at), then copies."""
+        """One round: copies first, since pods cannot pull without them, then status. A first round
+        at 100,000 registries writes every status (about ten minutes at the apiserver's pace,
+        bench/RESULTS.md), which must not keep the 52,500 copies its namespaces need waiting."""
         snapshot = self.state.snapshot
         if snapshot is None:
             return
         sources = SecretSources.of(
             self.options.namespace, self.options.source_namespaces, self.state.source_secrets
         )
-        if await self.statuses.reconcile(snapshot, sources):
-            await self.copies.reconcile(snapshot, sources)
+        await self.copies.reconcile(snapshot, sources)
+        await self.statuses.reconcile(snapshot, sources)
