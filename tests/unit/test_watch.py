@@ -144,18 +144,20 @@ def test_other_errors_and_malformed_events_are_one_line_errors(
     ("status", "code", "retry_after"),
     [
         ({"code": 429, "message": "slow down", "details": {"retryAfterSeconds": 3}}, 429, 3.0),
-        ({"code": 500, "message": "watch chan error"}, 500, None),
-        ({"code": 503, "details": {"retryAfterSeconds": -1}}, 503, None),
+        ({"code": 429, "details": {"retryAfterSeconds": 0}}, 429, None),
+        ({"code": 429, "details": {"retryAfterSeconds": -1}}, 429, None),
         ({"code": 429, "details": {"retryAfterSeconds": "3"}}, 429, None),
         ({"code": 429, "details": {"retryAfterSeconds": True}}, 429, None),
-        ({"code": "500", "message": "a code as text"}, None, None),
+        # A resourceVersion the apiserver cannot serve (after an etcd restore): listed again.
+        ({"code": 504, "reason": "Timeout", "details": {"retryAfterSeconds": 1}}, None, None),
+        ({"code": 500, "message": "watch chan error"}, None, None),
+        ({"code": "429", "message": "a code as text"}, None, None),
         ({"code": True, "message": "a code as a boolean"}, None, None),
     ],
 )
-def test_an_error_event_carries_its_code_and_the_wait_it_asks_for(
+def test_only_a_429_error_event_is_a_refusal_for_now_with_the_wait_it_asks_for(
     watched: tuple[Watcher, Recorder], status: dict[str, Any], code: int | None, retry_after: float | None
 ) -> None:
-    """As an HTTP answer's status and Retry-After do: 429 and 5xx resume the watch where it was."""
     watcher, _ = watched
     with pytest.raises(WatchError) as raised:
         watcher.apply_event({"type": "ERROR", "object": status})
@@ -163,25 +165,34 @@ def test_an_error_event_carries_its_code_and_the_wait_it_asks_for(
     assert raised.value.for_now is (code is not None)
 
 
-async def test_an_error_event_in_a_watch_resumes_it_where_it_was() -> None:
-    """The apiserver ending a watch with an ERROR event, 500 (its watch cache re-initialising):
-    the watch is asked for again from the last resourceVersion, not everything listed again."""
+@pytest.mark.parametrize(
+    ("status", "listed_again"),
+    [(b'"code": 429, "details": {"retryAfterSeconds": 1}', False), (b'"code": 500', True)],
+)
+async def test_an_error_event_ends_a_watch_resumed_on_429_and_listed_again_otherwise(
+    monkeypatch: pytest.MonkeyPatch, status: bytes, listed_again: bool
+) -> None:
+    """429 (too many requests): the watch is asked for again from the last resourceVersion once
+    the wait asked for is over, as client-go's reflector does, not everything listed again. 500:
+    listed again, after a pause spread at random."""
     requests: list[dict[str, str]] = []
+    spread: list[float] = []
     release = asyncio.Event()
+    monkeypatch.setattr("webhook.service.kube.watch._spread", lambda pause: spread.append(pause) or pause)
 
     async def collection(request: web.Request) -> web.StreamResponse:
         requests.append(dict(request.query))
-        if "sendInitialEvents" in request.query:
+        if "sendInitialEvents" in request.query and len(requests) == 1:
             return await end_of_initial_events(request)
         response = web.StreamResponse()
         await response.prepare(request)
         if len(requests) == 2:
             await response.write(
                 b'{"type": "ADDED", "object": {"metadata": {"name": "team-a", "resourceVersion": "6"}}}\n'
-                b'{"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "internal"}}\n'
+                b'{"type": "ERROR", "object": {"kind": "Status", %s, "message": "no"}}\n' % status
             )
             return response
-        await release.wait()  # a quiet watch
+        await release.wait()  # a quiet watch, or a listing that is not over yet
         return response
 
     async with fake_namespaces(collection) as (_, recorder):
@@ -189,24 +200,32 @@ async def test_an_error_event_in_a_watch_resumes_it_where_it_was() -> None:
             await asyncio.sleep(0.05)
         release.set()
         assert ("upsert", "team-a") in recorder.calls
-    assert ["sendInitialEvents" in query for query in requests] == [True, False, False]
-    assert requests[2].get("resourceVersion") == "6"
+    assert ["sendInitialEvents" in query for query in requests] == [True, False, listed_again]
+    if not listed_again:
+        assert requests[2].get("resourceVersion") == "6"
+    assert bool(spread) is listed_again  # the wait asked for is kept as it is
 
 
-async def test_error_events_in_streamed_lists_do_not_turn_listings_to_pages() -> None:
-    """A streamed list ended by the server's own ERROR event, twice in a row, is not a server that
-    ignores sendInitialEvents: the next listing streams again rather than read pages from etcd."""
+@pytest.mark.parametrize(("code", "still_streamed"), [(429, True), (500, False), (504, False)])
+async def test_error_events_in_streamed_lists_turn_listings_to_pages_unless_429(
+    code: int, still_streamed: bool
+) -> None:
+    """Twice in a row, a streamed list ended by the server's ERROR event: 500 or 504 is a server
+    that cannot serve the stream (client-go lists in pages then too); 429 says nothing of that."""
     streams = 0
+    pages = 0
 
     async def collection(request: web.Request) -> web.StreamResponse:
-        nonlocal streams
-        assert "sendInitialEvents" in request.query, "listed in pages"
+        nonlocal streams, pages
+        if "sendInitialEvents" not in request.query:
+            pages += 1
+            return web.json_response({"items": [], "metadata": {"resourceVersion": "5"}})
         streams += 1
         response = web.StreamResponse()
         await response.prepare(request)
         if streams <= 2:
             await response.write(
-                b'{"type": "ERROR", "object": {"kind": "Status", "code": 429, "message": "slow down"}}\n'
+                b'{"type": "ERROR", "object": {"kind": "Status", "code": %d, "message": "no"}}\n' % code
             )
             return response
         await response.write(INITIAL_EVENTS_END)
@@ -216,9 +235,10 @@ async def test_error_events_in_streamed_lists_do_not_turn_listings_to_pages() ->
         for _ in range(2):
             with pytest.raises(WatchError):
                 await watcher.relist()
-        assert watcher.streams_lists is None
         await watcher.relist()
-        assert watcher.streams_lists is True and streams == 3 and watcher.synced.is_set()
+        assert watcher.synced.is_set()
+    assert watcher.streams_lists is still_streamed
+    assert (streams, pages) == ((3, 0) if still_streamed else (2, 1))
 
 
 def test_pauses_are_spread_up_to_half_again() -> None:

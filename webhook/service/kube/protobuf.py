@@ -147,8 +147,9 @@ def _status(data: bytes, start: int, end: int) -> dict[str, Any]:
             status["reason"] = _text(data, field_start, field_end)
         elif number == 5 and field_end >= 0:
             for detail, value, detail_end in _fields(data, field_start, field_end):
-                # retryAfterSeconds, an int32: a negative one arrives as a ten-byte varint.
-                if detail == 5 and detail_end < 0 and value < 2**31:
+                # retryAfterSeconds, an int32: always written, 0 when no wait is asked for; a
+                # negative one arrives as a ten-byte varint.
+                if detail == 5 and detail_end < 0 and 0 < value < 2**31:
                     status["details"] = {"retryAfterSeconds": value}
         elif number == 6 and field_end < 0:
             status["code"] = field_start

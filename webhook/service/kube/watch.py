@@ -45,7 +45,7 @@ LIST_PAGE_SIZE = 500
 DELIVERY_SLICE = 100
 # The apiserver ends a watch after timeoutSeconds; clients spread their renewals (client-go: 5-10 min).
 WATCH_SECONDS = (300, 600)
-RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request
+RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request, each spread by half
 # A refusal for now with Retry-After (429 while the apiserver's caches fill after a restart, about
 # half a minute at 100,000 registries; priority and fairness) is retried when asked, each wait at
 # most the first, while the waits in a row add up to less than the second: past that, the pauses
@@ -277,12 +277,13 @@ class Watcher:
                 self.streams_lists = False
                 seen.clear()
             except Exception as error:
-                # Unanswered (the apiserver unreachable, or refusing for now: 429 while its caches
-                # fill after a restart), or ended by an error event the server sent, says nothing
-                # of the feature: the next listing streams again rather than read every page from
-                # etcd. Answered, then ended without a word before the initial events did: a
-                # dropped connection, or a server that ignores sendInitialEvents.
-                if self._answered and not _said_why(error):
+                # Unanswered, or refused for now (the apiserver unreachable, or 429 while its
+                # caches fill after a restart, as an answer or an error event) says nothing of the
+                # feature: the next listing streams again rather than read every page from etcd.
+                # Answered, then ended before the initial events did: a dropped connection, a
+                # server that ignores sendInitialEvents, or one that cannot serve the stream (it
+                # says so with a 500 or 504 error event, as client-go falls back to pages on).
+                if self._answered and not _too_many_requests(error):
                     self._unfinished_streams += 1
                     if self._unfinished_streams >= UNFINISHED_STREAMS:
                         logger.warning(
@@ -451,9 +452,9 @@ def _spread(pause: float) -> float:
     return pause * random.uniform(1.0, 1.5)
 
 
-def _said_why(error: BaseException) -> bool:
-    """An error event of the server's (a Status with its code) rather than a stream cut short."""
-    return isinstance(error, Expired) or (isinstance(error, WatchError) and error.status is not None)
+def _too_many_requests(error: BaseException) -> bool:
+    """A 429 the server sent as an error event: a refusal for now, whatever it supports."""
+    return isinstance(error, WatchError) and error.status == 429
 
 
 def _parts(event: Any) -> tuple[Any, dict[str, Any]]:
@@ -466,18 +467,22 @@ def _parts(event: Any) -> tuple[Any, dict[str, Any]]:
         code = body.get("code")
         if code == 410:
             raise Expired()
-        # As an HTTP answer would: 429 and 5xx are refusals for now, the watch resumed where it was
-        # rather than everything listed again (at 100,000 objects, seconds of the apiserver's CPU).
-        status = code if isinstance(code, int) and not isinstance(code, bool) else None
-        raise WatchError(status_text(body), status, _retry_after_seconds(body))
+        if code == 429 and not isinstance(code, bool):
+            # Too many requests: the watch resumes where it was once the wait asked for is over,
+            # as client-go's reflector does, rather than everything listed again (at 100,000
+            # objects, seconds of the apiserver's CPU). Not a 5xx: the apiserver sends 504 and 500
+            # for a resourceVersion it cannot serve (after an etcd restore), which a listing repairs.
+            raise WatchError(status_text(body), 429, _retry_after_seconds(body))
+        raise WatchError(status_text(body))
     return kind, body
 
 
 def _retry_after_seconds(status: dict[str, Any]) -> float | None:
-    """The wait a Status object asks for (`details.retryAfterSeconds`), if it is whole seconds."""
+    """The wait a Status object asks for (`details.retryAfterSeconds`), if it is whole seconds;
+    0, which the apiserver's protobuf writes for every Status with details, asks for none."""
     details = status.get("details")
     seconds = details.get("retryAfterSeconds") if isinstance(details, dict) else None
-    if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds >= 0:
+    if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > 0:
         return float(seconds)
     return None
 

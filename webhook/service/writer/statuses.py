@@ -94,7 +94,8 @@ class StatusWriter:
         self.settled: StatusInputs | None = None
 
     async def reconcile(self, snapshot: Snapshot, sources: SecretSources) -> bool:
-        """One round; False when the statuses could not even be computed (a bug, logged)."""
+        """One round; False when the statuses could not even be computed (a bug, logged; the
+        next round tries again)."""
         # RegistryObjects are replaced, never changed, on each watch event: a tuple of them is a
         # consistent view the thread below can read while the watches go on.
         records = tuple(self.state.objects.values())
