@@ -96,6 +96,26 @@ async def end_of_initial_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+class Collection:
+    """Namespaces as a server that may stream lists: a paged list gets one empty page; the n-th
+    streamed list (from 1) gets what `stream(n, request, response)` writes. Both are counted."""
+
+    def __init__(self, stream: Callable[[int, web.Request, web.StreamResponse], Awaitable[None]]) -> None:
+        self.stream = stream
+        self.streams = 0
+        self.pages = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if "sendInitialEvents" not in request.query:
+            self.pages += 1
+            return web.json_response({"items": [], "metadata": {"resourceVersion": "5"}})
+        self.streams += 1
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await self.stream(self.streams, request, response)
+        return response
+
+
 def test_added_modified_and_deleted_reach_the_callbacks_and_advance_the_version(
     watched: tuple[Watcher, Recorder],
 ) -> None:
@@ -212,33 +232,23 @@ async def test_error_events_in_streamed_lists_turn_listings_to_pages_unless_429(
 ) -> None:
     """Twice in a row, a streamed list ended by the server's ERROR event: 500 or 504 is a server
     that cannot serve the stream (client-go lists in pages then too); 429 says nothing of that."""
-    streams = 0
-    pages = 0
 
-    async def collection(request: web.Request) -> web.StreamResponse:
-        nonlocal streams, pages
-        if "sendInitialEvents" not in request.query:
-            pages += 1
-            return web.json_response({"items": [], "metadata": {"resourceVersion": "5"}})
-        streams += 1
-        response = web.StreamResponse()
-        await response.prepare(request)
-        if streams <= 2:
-            await response.write(
-                b'{"type": "ERROR", "object": {"kind": "Status", "code": %d, "message": "no"}}\n' % code
-            )
-            return response
-        await response.write(INITIAL_EVENTS_END)
-        return response
+    async def stream(number: int, request: web.Request, response: web.StreamResponse) -> None:
+        if number <= 2:
+            error = b'{"type": "ERROR", "object": {"kind": "Status", "code": %d, "message": "no"}}\n'
+            await response.write(error % code)
+        else:
+            await response.write(INITIAL_EVENTS_END)
 
-    async with fake_namespaces(collection, run=False) as (watcher, _):
+    collection = Collection(stream)
+    async with fake_namespaces(collection.handle, run=False) as (watcher, _):
         for _ in range(2):
             with pytest.raises(WatchError):
                 await watcher.relist()
         await watcher.relist()
         assert watcher.synced.is_set()
     assert watcher.streams_lists is still_streamed
-    assert (streams, pages) == ((3, 0) if still_streamed else (2, 1))
+    assert (collection.streams, collection.pages) == ((3, 0) if still_streamed else (2, 1))
 
 
 def test_pauses_are_spread_up_to_half_again() -> None:
@@ -305,32 +315,23 @@ async def test_a_stream_dropped_on_the_way_is_tried_again() -> None:
     """A stream that breaks before its initial events end (a connection dropped on the way, which
     the real apiserver cannot be made to do on demand): the next listing streams again rather than
     turn to pages for good."""
-    streams = 0
-    pages = 0
     added = b'{"type": "ADDED", "object": {"metadata": {"name": "team-a", "resourceVersion": "5"}}}\n'
 
-    async def collection(request: web.Request) -> web.StreamResponse:
-        nonlocal streams, pages
-        if "sendInitialEvents" not in request.query:
-            pages += 1
-            return web.json_response({"items": [], "metadata": {"resourceVersion": "5"}})
-        streams += 1
-        response = web.StreamResponse()
-        await response.prepare(request)
+    async def stream(number: int, request: web.Request, response: web.StreamResponse) -> None:
         await response.write(added)
-        if streams == 1:
+        if number == 1:
             assert request.transport is not None
             request.transport.close()  # dropped before the end of the initial events
-            return response
-        await response.write(INITIAL_EVENTS_END)
-        return response
+        else:
+            await response.write(INITIAL_EVENTS_END)
 
-    async with fake_namespaces(collection, run=False) as (watcher, recorder):
+    collection = Collection(stream)
+    async with fake_namespaces(collection.handle, run=False) as (watcher, recorder):
         with contextlib.suppress(Exception):
             await watcher.relist()
-        assert watcher.streams_lists is None and streams == 1  # still not known
+        assert watcher.streams_lists is None and collection.streams == 1  # still not known
         await watcher.relist()
-        assert watcher.streams_lists is True and streams == 2 and pages == 0
+        assert watcher.streams_lists is True and collection.streams == 2 and collection.pages == 0
         assert watcher.synced.is_set() and ("upsert", "team-a") in recorder.calls
 
 
