@@ -13,7 +13,7 @@ from aiohttp import web
 from kubernetes import client
 
 from webhook.service.kube.session import ApiSession
-from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError, _refused, _spread
+from webhook.service.kube.watch import NAMESPACES, Expired, Watcher, WatchError, _refused
 
 
 class Recorder:
@@ -190,15 +190,13 @@ def test_only_a_429_error_event_is_a_refusal_for_now_with_the_wait_it_asks_for(
     [(b'"code": 429, "details": {"retryAfterSeconds": 1}', False), (b'"code": 500', True)],
 )
 async def test_an_error_event_ends_a_watch_resumed_on_429_and_listed_again_otherwise(
-    monkeypatch: pytest.MonkeyPatch, status: bytes, listed_again: bool
+    status: bytes, listed_again: bool
 ) -> None:
     """429 (too many requests): the watch is asked for again from the last resourceVersion once
     the wait asked for is over, as client-go's reflector does, not everything listed again. 500:
-    listed again, after a pause spread at random."""
+    listed again."""
     requests: list[dict[str, str]] = []
-    spread: list[float] = []
     release = asyncio.Event()
-    monkeypatch.setattr("webhook.service.kube.watch._spread", lambda pause: spread.append(pause) or pause)
 
     async def collection(request: web.Request) -> web.StreamResponse:
         requests.append(dict(request.query))
@@ -223,7 +221,6 @@ async def test_an_error_event_ends_a_watch_resumed_on_429_and_listed_again_other
     assert ["sendInitialEvents" in query for query in requests] == [True, False, listed_again]
     if not listed_again:
         assert requests[2].get("resourceVersion") == "6"
-    assert bool(spread) is listed_again  # the wait asked for is kept as it is
 
 
 @pytest.mark.parametrize(("code", "still_streamed"), [(429, True), (500, False), (504, False)])
@@ -249,13 +246,6 @@ async def test_error_events_in_streamed_lists_turn_listings_to_pages_unless_429(
         assert watcher.synced.is_set()
     assert watcher.streams_lists is still_streamed
     assert (collection.streams, collection.pages) == ((3, 0) if still_streamed else (2, 1))
-
-
-def test_pauses_are_spread_up_to_half_again() -> None:
-    """Replicas that lost the apiserver together must not retry in step."""
-    pauses = [_spread(2.0) for _ in range(1000)]
-    assert all(2.0 <= pause <= 3.0 for pause in pauses)
-    assert max(pauses) - min(pauses) > 0.5
 
 
 def test_an_object_without_a_name_is_skipped(watched: tuple[Watcher, Recorder]) -> None:

@@ -45,7 +45,7 @@ LIST_PAGE_SIZE = 500
 DELIVERY_SLICE = 100
 # The apiserver ends a watch after timeoutSeconds; clients spread their renewals (client-go: 5-10 min).
 WATCH_SECONDS = (300, 600)
-RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request, each spread by half
+RETRY_SECONDS = (0.5, 10.0)  # first and longest pause after a failed request
 # A refusal for now with Retry-After (429 while the apiserver's caches fill after a restart, about
 # half a minute at 100,000 registries; priority and fairness) is retried when asked, each wait at
 # most the first, while the waits in a row add up to less than the second: past that, the pauses
@@ -167,8 +167,7 @@ class Watcher:
 
     async def run(self) -> None:
         """For ever: list when needed, then watch; after any failure, pause (doubling up to 10 s,
-        each up to half again longer, or as long as a refusal's Retry-After asks) and go on. Only
-        cancellation ends it."""
+        or as long as a refusal's Retry-After asks) and go on. Only cancellation ends it."""
         loop = asyncio.get_running_loop()
         pause = RETRY_SECONDS[0]
         waited_as_asked = 0.0  # in a row
@@ -216,7 +215,7 @@ class Watcher:
                 waited_as_asked += wait
                 await asyncio.sleep(wait)
                 continue
-            await asyncio.sleep(max(_spread(pause), min(asked or 0.0, RETRY_AFTER_SECONDS[0])))
+            await asyncio.sleep(max(pause, min(asked or 0.0, RETRY_AFTER_SECONDS[0])))
             pause = min(pause * 2, RETRY_SECONDS[1])
 
     def _stalled(self) -> None:
@@ -444,12 +443,6 @@ class Watcher:
         version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
         if isinstance(version, str) and version:
             self.resource_version = version
-
-
-def _spread(pause: float) -> float:
-    """A pause made up to half again longer at random: replicas that lost the apiserver together
-    (its restart) would otherwise come back in step, each retry a burst of lists at once."""
-    return pause * random.uniform(1.0, 1.5)
 
 
 def _too_many_requests(error: BaseException) -> bool:
