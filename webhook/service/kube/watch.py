@@ -446,7 +446,7 @@ class Watcher:
 
 
 def _too_many_requests(error: BaseException) -> bool:
-    """A 429 the server sent as an error event: a refusal for now, whatever it supports."""
+    """A 429, answered or sent as an error event: a refusal for now, whatever the server supports."""
     return isinstance(error, WatchError) and error.status == 429
 
 
@@ -460,7 +460,7 @@ def _parts(event: Any) -> tuple[Any, dict[str, Any]]:
         code = body.get("code")
         if code == 410:
             raise Expired()
-        if code == 429 and not isinstance(code, bool):
+        if code == 429:  # True == 1: a boolean code never matches
             # Too many requests: the watch resumes where it was once the wait asked for is over,
             # as client-go's reflector does, rather than everything listed again (at 100,000
             # objects, seconds of the apiserver's CPU). Not a 5xx: the apiserver sends 504 and 500
