@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench import charts, corpus, service_bench, versus_go
+from bench import charts, corpus, growth, service_bench, versus_go
 
 
 def _run(server: str, rps: float, p99: float = 1.0) -> versus_go.Run:
@@ -75,3 +75,30 @@ def test_readiness_at_the_largest_k_is_the_median_of_the_start_and_its_restarts(
     start.ready_seconds = 14.7
     start.add_restarts([8.1])  # one restart failed: the higher of the two
     assert start.ready_text() == "14.7 (14.7, 8.1)"
+
+
+def _growth_row(p99: float) -> dict[str, float]:
+    return {"p99_ms": p99, "cpu_ms_per_1k": 100.0 * p99}
+
+
+def test_p99_growth_is_the_median_of_the_pairs_ratios():
+    cell = growth.GrowthCell(8, 10, 100_000)
+    # Pairs (K=10, K=100,000): a slow moment slows both sides of its pair; the median pair decides.
+    for small, large in ((1.0, 1.05), (2.0, 2.4), (1.0, 1.08), (1.5, 1.2)):
+        cell.pairs.append((_growth_row(small), _growth_row(large)))
+    row = cell.row()
+    assert row["p99_growth_runs"] == [0.05, 0.2, 0.08, -0.2]
+    assert row["p99_growth"] == 0.08  # of four pairs, the higher middle one
+    assert row["reference_p99_ms"] == 1.25
+    assert row["scopes"] == 100_000 and row["reference_scopes"] == 10
+
+
+def test_the_growth_target_is_the_paired_median_at_c8():
+    cells = [growth.GrowthCell(c, 10, 100_000) for c in (1, 8)]
+    cells[0].pairs.append((_growth_row(1.0), _growth_row(1.5)))  # c=1 is shown, not judged
+    cells[1].pairs.append((_growth_row(1.0), _growth_row(1.09)))
+    name, limit, measured, met = service_bench.paired_growth_target(cells)
+    assert met and limit == "<= +10%"
+    assert "c=8: 1.00 -> 1.09 ms (+9.0%)" in measured and "median of 1" in name
+    cells[1].pairs.append((_growth_row(1.0), _growth_row(1.2)))
+    assert not service_bench.paired_growth_target(cells)[3]
