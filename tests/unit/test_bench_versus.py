@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench import charts, corpus, growth, service_bench, versus_go
+from bench import charts, corpus, growth, loadgen, service_bench, versus_go
 
 
 def _run(server: str, rps: float, p99: float = 1.0) -> versus_go.Run:
@@ -102,3 +102,22 @@ def test_the_growth_target_is_the_paired_median_at_c8():
     assert "c=8: 1.00 -> 1.09 ms (+9.0%)" in measured and "median of 1" in name
     cells[1].pairs.append((_growth_row(1.0), _growth_row(1.2)))
     assert not service_bench.paired_growth_target(cells)[3]
+
+
+def test_a_run_is_disturbed_by_others_on_the_server_core_or_the_control_plane_on_the_client_core():
+    def cell(others: float, control_plane: float) -> service_bench.Cell:
+        return service_bench.Cell(
+            engine="direct",
+            concurrency=8,
+            scopes=10,
+            result=loadgen.LoadResult(8),
+            window=5.0,
+            cpu_seconds=4.9,
+            client_cpu_seconds=2.5,
+            others_cpu_seconds=others,
+            control_plane_cpu_seconds=control_plane,
+        )
+
+    assert cell(0.1, 0.2).disturbance() is None  # 2% and 4%: an idle control plane
+    assert "took 10% of CPU 1" in (cell(0.5, 0.0).disturbance() or "")
+    assert "took 40% of CPU 0, the load generator's" in (cell(0.0, 2.0).disturbance() or "")
