@@ -1093,6 +1093,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(BENCH), help="folder of results.json and RESULTS.md")
     parser.add_argument("--logs", default=str(corpus.REPO / ".cache" / "bench"), help="serve logs")
     args = parser.parse_args(argv)
+    if args.growth_pairs < 0:
+        parser.error(f"--growth-pairs: {args.growth_pairs} is below 0 (0 skips the pairs)")
     if args.quick:
         args.scopes, args.duration, args.warmup, args.pairs = args.scopes or [10, 100], 1.0, 0.5, 60
         args.repeats, args.growth_pairs = 1, 2

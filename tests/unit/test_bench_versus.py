@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from bench import charts, corpus, growth, loadgen, service_bench, versus_go
 
 
@@ -121,3 +123,9 @@ def test_a_run_is_disturbed_by_others_on_the_server_core_or_the_control_plane_on
     assert cell(0.1, 0.2).disturbance() is None  # 2% and 4%: an idle control plane
     assert "took 10% of CPU 1" in (cell(0.5, 0.0).disturbance() or "")
     assert "took 40% of CPU 0, the load generator's" in (cell(0.0, 2.0).disturbance() or "")
+
+
+def test_a_negative_number_of_growth_pairs_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        service_bench.parse_args(["--growth-pairs", "-1"])
+    assert "--growth-pairs: -1 is below 0 (0 skips the pairs)" in capsys.readouterr().err
