@@ -291,6 +291,23 @@ def test_namespace_records_bind_the_same_way_every_time(config: CompiledConfig) 
     assert config.mutate(runner_pod(), NamespaceLabels({A: "other"})).scope == Scope.parse("other")
 
 
+def test_a_namespace_record_never_binds_through_another_configurations_memo(
+    config: CompiledConfig, defaults: DefaultsConfig, entry: EntryFactory
+) -> None:
+    # The record remembers the Rewriter the last configuration resolved it to; a configuration
+    # built later (a registry changed) must resolve it again, or its pods would keep the old server.
+    record = NamespaceLabels({A: "acme"})
+    assert config.mutate(runner_pod(), record).patch[0]["value"] == "reg.acme.corp/chaos/chaos-ddcr:1.47.0"
+    assert record.resolved is config.rewriter(Scope.parse("acme"))
+    moved = CompiledConfig(defaults, [entry("acme", "acme", server="mirror.acme.corp")])
+    for _ in range(2):
+        assert (
+            moved.mutate(runner_pod(), record).patch[0]["value"]
+            == "mirror.acme.corp/harness/chaos-ddcr:1.47.0"
+        )
+    assert record.resolved is moved.rewriter(Scope.parse("acme"))
+
+
 @pytest.mark.parametrize(
     ("namespace_labels", "pod_labels", "reason"),
     [

@@ -780,7 +780,7 @@ def test_rewriter_caches_targets(examples_config: LoadedConfig) -> None:
     assert rewriter.component("not a reference", False) is None
 
 
-def test_scope_annotations_are_rebuilt_when_their_bounded_memo_drops_them(
+def test_scope_annotations_stay_right_while_the_bounded_caches_churn(
     examples_config: LoadedConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json

@@ -86,6 +86,25 @@ async def test_a_published_snapshot_keeps_its_namespaces_while_the_state_changes
     assert sorted(state.namespace_names()) == ["team-a", "team-c"]
 
 
+async def test_a_new_configuration_forgets_what_the_old_one_resolved_namespaces_to() -> None:
+    state = ConfigState()
+    state.upsert_registry(registry())
+    state.upsert_namespace("team-a", {"chaosregistry.io/account": "acme"})
+    snapshot = state.rebuild()
+    pod = {
+        "metadata": {"labels": {"ddcr.app/name": "chaos-ddcr"}},
+        "spec": {"containers": [{"name": "runner", "image": "docker.io/harness/chaos-ddcr:1.47.0"}]},
+    }
+    assert snapshot.admit(pod, "team-a").patch[0]["value"] == "mirror.acme.corp/harness/chaos-ddcr:1.47.0"
+    record = snapshot.namespaces["team-a"]
+    assert record.resolved is not None  # type: ignore[attr-defined]
+    # Kept, the old configuration's Rewriter (and all it caches) would outlive it.
+    state.upsert_registry(registry(registry={"server": "mirror.example.net"}))
+    rebuilt = state.rebuild()
+    assert record.resolved is None  # type: ignore[attr-defined]
+    assert rebuilt.admit(pod, "team-a").patch[0]["value"] == "mirror.example.net/harness/chaos-ddcr:1.47.0"
+
+
 async def test_only_our_namespace_labels_are_kept() -> None:
     state = ConfigState()
     labels = {

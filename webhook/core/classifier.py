@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webhook.core.models import (
     INJECT_LABEL,
@@ -20,6 +20,9 @@ from webhook.core.models import (
 )
 from webhook.core.reference import ImageReference, parse_reference
 from webhook.core.sharing import remember
+
+if TYPE_CHECKING:
+    from webhook.core.mutator import Rewriter
 
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 _NONE: frozenset[str] = frozenset()
@@ -66,7 +69,7 @@ class NamespaceLabels(Mapping[str, str]):
     Values are interned: an account's or project's name recurs in all its namespaces.
     """
 
-    __slots__ = ("key",)
+    __slots__ = ("key", "resolved")
 
     def __init__(self, labels: Mapping[str, Any] | None = None) -> None:
         get = labels.get if labels else (lambda _label: None)
@@ -75,6 +78,11 @@ class NamespaceLabels(Mapping[str, str]):
         self.key: tuple[str | None, ...] = tuple(
             sys.intern(value) if type(value) is str else None for value in map(get, _KEPT_LABELS)
         )
+        # The Rewriter a configuration last resolved these labels to (CompiledConfig checks it is
+        # its own). With 100,000 namespaces a memo keyed by the values was a dict of 100,000
+        # entries, and hashing a key read every value from memory no cache held (bench/RESULTS.md).
+        # Whoever replaces the configuration clears it, or it would keep the old one's Rewriters.
+        self.resolved: Rewriter | None = None
 
     def get(self, key: str, default: Any = None) -> Any:  # hot path: no KeyError round trip
         index = _KEPT_INDEX.get(key)

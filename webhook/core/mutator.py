@@ -57,37 +57,37 @@ def _helper_key(image: str) -> str:
 
 
 class RewriteTables:
-    """What the Rewriters of one configuration share: the catalog, and bounded memos of what a
-    request needs but the scope's memo should not keep (100,000 scopes in use each paid for it).
-
-    `components`: the catalog component of a cache key (an image, or a helper key), which does not
-    depend on the scope. `annotations`: the scope annotation per Rewriter, 150 bytes each, rebuilt
-    in a few microseconds when it has been dropped.
+    """What the Rewriters of one configuration share: the catalog, and a bounded memo of the
+    catalog component of a cache key (an image, or a helper key), which does not depend on the
+    scope (100,000 scopes in use would each have paid for it).
     """
 
-    __slots__ = ("annotations", "catalog", "components")
+    __slots__ = ("catalog", "components")
 
     def __init__(self, catalog: Mapping[str, CatalogEntry]) -> None:
         self.catalog = catalog
         self.components: dict[str, str] = {}  # "" for an image of no component
-        self.annotations: dict[Rewriter, str] = {}
 
 
 class Rewriter:
     """Target images under one effective registry, cached per (image, helper context)."""
 
     # One per scope in use (100,000 scopes: 100,000 of them): no per-instance __dict__.
-    __slots__ = ("_cache", "_tables", "effective")
+    __slots__ = ("_annotation", "_cache", "effective", "tables")
 
     def __init__(self, effective: Effective, tables: RewriteTables) -> None:
         self.effective = effective
-        self._tables = tables
+        self.tables = tables
         # One table for both contexts (a helper pod's image under its own key), keyed by shared
         # strings: every scope caches the same few catalog images, so they share one string
         # instead of keeping each request's copy, and a second table per scope would cost 0.2 KiB.
         # A plain target (a new image, no warning, the catalog's component) is kept as its new image
         # alone: with 100,000 scopes in use a Target object per cached image cost 10 MiB.
         self._cache: dict[str, str | Target] = {}
+        # Kept rather than memoised in a bounded table: with 100,000 scopes in use such a table
+        # mostly missed, and admission rebuilt the annotation, reading the layers' names from memory
+        # no cache held, for most chaos pods (bench/RESULTS.md); kept, it costs 0.2 KiB per scope.
+        self._annotation: str | None = None
 
     def _cached(self, image: str, helper: bool) -> str | Target:
         cache = self._cache
@@ -118,7 +118,7 @@ class Rewriter:
 
     def component(self, image: str, helper: bool) -> str | None:
         """The catalog component `image` is (in a helper pod when `helper`), for the rewrite's record."""
-        components = self._tables.components
+        components = self.tables.components
         key = _helper_key(image) if helper else image
         component = components.get(key)
         if component is None:
@@ -130,14 +130,13 @@ class Rewriter:
     @property
     def scope_annotation(self) -> str:
         """The scope annotation of every pod this Rewriter mutates."""
-        annotations = self._tables.annotations
-        annotation = annotations.get(self)
+        annotation = self._annotation
         if annotation is None:
-            annotation = remember(annotations, self, scope_annotation(self.effective), _CACHE_LIMIT)
+            annotation = self._annotation = scope_annotation(self.effective)
         return annotation
 
     def _component(self, reference: ImageReference, helper: bool) -> str | None:
-        entry = self._tables.catalog.get(reference.last_segment)
+        entry = self.tables.catalog.get(reference.last_segment)
         if entry is None:
             return None
         return entry.helper_component if helper and entry.helper_component else entry.component
@@ -217,8 +216,7 @@ def _read_originals(annotations: Mapping[str, Any] | None, warnings: list[str]) 
 
 
 def scope_annotation(effective: Effective) -> str:
-    # Rebuilt whenever the bounded memo has dropped it (with 100,000 scopes in use, mostly): orjson
-    # takes 0.5 us against json's 3-5, and the names are read straight from the layers.
+    # orjson takes 0.5 us against json's 3-5; the names are read straight from the layers.
     names = [entry.name for entry in effective.layers]
     return orjson.dumps({"scope": "/".join(effective.scope.parts), "registries": names}).decode()
 

@@ -21,8 +21,6 @@ from webhook.core.sharing import remember
 
 # Bounded like the per-scope target caches (mutator.py): with more scopes in use it is refilled.
 _BINDING_CACHE_LIMIT = 4096
-# A bound that only namespace churn between two configurations could reach.
-_LABELS_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +52,6 @@ class CompiledConfig:
         # The scope binding per combination of scope label values: namespaces of one scope share it,
         # and building it (warnings, a Scope) per request cost more than the lookup.
         self._bindings: dict[tuple[str | None, ...], ScopeBinding] = {}
-        # The Rewriter of a namespace record's scope labels, when they needed no repair: with
-        # 100,000 scopes in use the bounded memo above mostly misses, and a binding rebuilt per
-        # request cost more than this slot per scope (the key is the record's own tuple).
-        self._rewriters_by_labels: dict[tuple[str | None, ...], Rewriter] = {}
 
     def rewriter(self, scope: Scope) -> Rewriter:
         rewriter = self._rewriters.get(scope)
@@ -81,17 +75,17 @@ class CompiledConfig:
 
     def _namespace_rewriter(self, labels: Mapping[str, str], warnings: list[str]) -> Rewriter:
         """The Rewriter of the scope `labels` bind to; a repaired binding's warning is added."""
-        key = labels.key if isinstance(labels, NamespaceLabels) else None
-        if key is not None:
-            rewriter = self._rewriters_by_labels.get(key)
-            if rewriter is not None:
+        record = labels if isinstance(labels, NamespaceLabels) else None
+        if record is not None:
+            rewriter = record.resolved
+            if rewriter is not None and rewriter.tables is self._rewrite_tables:
                 return rewriter
         binding = self._binding(labels)
         rewriter = self.rewriter(binding.scope)
         if binding.warning:
             warnings.append(binding.warning)
-        elif key is not None:
-            remember(self._rewriters_by_labels, key, rewriter, _LABELS_LIMIT)
+        elif record is not None:
+            record.resolved = rewriter
         return rewriter
 
     def effective(self, scope: Scope) -> Effective:

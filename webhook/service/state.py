@@ -196,6 +196,10 @@ class ConfigState:
             entries = (o.entry for o in self.objects.values() if o.entry is not None)
             self._config = CompiledConfig(self._defaults, entries)
             self._config_dirty = False
+            # Each namespace's record remembers the Rewriter the previous configuration resolved
+            # it to: kept, up to one per namespace would outlive that configuration.
+            for labels in self._namespaces.values():
+                labels.resolved = None
             # Counted per configuration, not per snapshot: a namespace's change leaves them as they were.
             metrics.BLOCKED_RESOURCES.set(self._config.index.blocked_count())
             metrics.CONFLICTING_RESOURCES.set(self._config.index.conflict_count())
