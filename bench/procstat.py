@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -83,6 +84,18 @@ def wait_idle(
         before, size = cpu_seconds(pid), _size(log)
         time.sleep(window)
         if cpu_seconds(pid) - before < max_share * window and _size(log) == size:
+            break
+    return time.monotonic() - began
+
+
+def wait_cpus_quiet(limits: Mapping[int, float], window: float = 1.0, limit: float = 120.0) -> float:
+    """Wait until each CPU of `limits` is busy under its share of `window` s (any process, the
+    kernel included), at most `limit` s; returns seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        before = {cpu: cpu_busy_seconds(cpu) for cpu in limits}
+        time.sleep(window)
+        if all(cpu_busy_seconds(cpu) - before[cpu] < share * window for cpu, share in limits.items()):
             break
     return time.monotonic() - began
 

@@ -74,6 +74,8 @@ MAX_OTHERS_SHARE = 0.05
 # for a minute at times, and the client then measures its own waiting (a run at 30% client and 60%
 # server busy measured p99 5.4 ms where 1.5 ms was usual).
 MAX_CONTROL_PLANE_SHARE = 0.10
+# The longest wait, before measuring a disturbed run again, for both cores to be quiet.
+QUIET_WAIT_LIMIT = 120.0
 
 
 @dataclass
@@ -414,7 +416,17 @@ async def measure_undisturbed(attempts_allowed: int, *args: Any, warmup: float, 
         disturbance = attempts[-1].disturbance()
         if disturbance is None:
             break
-        say(f"{disturbance}: again")
+        if len(attempts) == attempts_allowed:
+            say(f"{disturbance}: kept, the least disturbed of {attempts_allowed} attempts")
+            break
+        # A disturbance has lasted minutes (the control plane at 70% of CPU 0 through most of the
+        # 14:01 run's c = 8 pairs): measured again at once, every attempt met it too.
+        waited = await asyncio.to_thread(
+            procstat.wait_cpus_quiet,
+            {SERVER_CPU: MAX_OTHERS_SHARE, CLIENT_CPU: MAX_CONTROL_PLANE_SHARE},
+            limit=QUIET_WAIT_LIMIT,
+        )
+        say(f"{disturbance}: again, after {waited:.0f} s waiting for both cores to be quiet")
     run = min(attempts, key=lambda c: c.others_share + c.control_plane_share)
     run.attempts = len(attempts)
     return run
