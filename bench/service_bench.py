@@ -420,7 +420,7 @@ async def measure_undisturbed(attempts_allowed: int, *args: Any, warmup: float, 
             say(f"{disturbance}: kept, the least disturbed of {attempts_allowed} attempts")
             break
         # A disturbance has lasted minutes (the control plane at 70% of CPU 0 through most of the
-        # 14:01 run's c = 8 pairs): measured again at once, every attempt met it too.
+        # 14:00 run's c = 8 pairs): measured again at once, every attempt met it too.
         waited = await asyncio.to_thread(
             procstat.wait_cpus_quiet,
             {SERVER_CPU: MAX_OTHERS_SHARE, CLIENT_CPU: MAX_CONTROL_PLANE_SHARE},

@@ -38,7 +38,8 @@ class Mutation:
 class CompiledConfig:
     """Defaults and ChaosImageRegistry entries, indexed; effective registries memoised per scope.
 
-    Immutable in meaning: the memo only caches results derived from the frozen inputs.
+    Immutable in meaning: the memos only cache results derived from the frozen inputs, including the
+    one it leaves in each namespace record it admits for (`NamespaceLabels.resolved`).
     """
 
     def __init__(self, defaults: DefaultsConfig, entries: Iterable[RegistryEntry] = ()) -> None:
