@@ -419,8 +419,8 @@ async def measure_undisturbed(attempts_allowed: int, *args: Any, warmup: float, 
         if len(attempts) == attempts_allowed:
             say(f"{disturbance}: kept, the least disturbed of {attempts_allowed} attempts")
             break
-        # A disturbance has lasted minutes (the control plane at 70% of CPU 0 through most of the
-        # 14:00 run's c = 8 pairs): measured again at once, every attempt met it too.
+        # A disturbance can last minutes (the control plane held CPU 0 at 70% through most of the
+        # 14:00 run's c = 8 pairs): attempts made straight after each other all ran into it.
         waited = await asyncio.to_thread(
             procstat.wait_cpus_quiet,
             {SERVER_CPU: MAX_OTHERS_SHARE, CLIENT_CPU: MAX_CONTROL_PLANE_SHARE},
@@ -844,7 +844,8 @@ def markdown(report: Report) -> str:
         f"{SERVER_CPU} that other processes (other engineers' test runs) took during the measured run; "
         f'a run where they took over {MAX_OTHERS_SHARE:.0%} is measured again ("attempts"), as is one '
         f"where etcd, kube-apiserver and the kernel took over {MAX_CONTROL_PLANE_SHARE:.0%} of CPU "
-        f'{CLIENT_CPU} ("control plane"; the load generator then measures its own waiting), and the '
+        f'{CLIENT_CPU} ("control plane"; the load generator then measures its own waiting), once both '
+        f"cores have been quiet for a second (at most {QUIET_WAIT_LIMIT:.0f} s of waiting), and the "
         'attempt they disturbed least is kept. Each cell is measured several times in a row ("p99 of '
         'each run"); the row shows the run of median p99.'
     )
